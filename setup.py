@@ -1,0 +1,31 @@
+from setuptools import find_packages, setup
+
+with open("README.md", encoding="utf-8") as f:
+    long_description = f.read()
+
+setup(
+    name="mmrl",
+    version="0.1.0",
+    description="MMRL and MMRL++: multi-modal representation learning for few-shot adaptation of frozen CLIP",
+    long_description=long_description,
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    # Only the library is installed. trainers/ and datasets/ are run from the
+    # repository root (a top-level `datasets` package would shadow Hugging Face's).
+    packages=find_packages(include=["mmrl", "mmrl.*"]),
+    install_requires=[
+        "torch",
+        "torchvision",
+        "openai-clip",
+        # clip imports pkg_resources, which setuptools 81 removes.
+        "setuptools<81",
+        "yacs",
+        "tabulate",
+        "gdown",
+        "tqdm",
+        "numpy",
+        "Pillow",
+        "PyYAML",
+    ],
+    extras_require={"test": ["pytest"]},
+)
