@@ -1,0 +1,177 @@
+"""Loading frozen CLIP: the only module of the project that imports the ``clip`` package.
+
+The model returned is the stock ``clip.model.CLIP``; the towers in :mod:`mmrl.model.towers`
+drive its blocks from outside and never edit it.
+"""
+import os
+import urllib.error
+from typing import Dict, List, Optional, Union
+
+import torch
+from torch import nn
+
+import clip
+from clip import clip as _clip_api
+from clip.model import CLIP, VisionTransformer, convert_weights
+
+MINI_BACKBONE = "mini-random"
+CLIP_BACKBONES: List[str] = list(clip.available_models()) + [MINI_BACKBONE]
+
+# Keys every ViT CLIP state dict has; their absence means the file holds something else.
+_REQUIRED_KEYS = (
+    "visual.conv1.weight",
+    "visual.proj",
+    "visual.positional_embedding",
+    "text_projection",
+    "positional_embedding",
+    "token_embedding.weight",
+    "ln_final.weight",
+)
+# Metadata entries a TorchScript archive carries next to the weights.
+_ARCHIVE_EXTRAS = ("input_resolution", "context_length", "vocab_size")
+
+
+class CLIPWeightsUnavailable(RuntimeError):
+    """The CLIP weights are neither on disk nor downloadable (e.g. offline)."""
+
+
+def clip_model_class() -> type:
+    """``clip.model.CLIP``, for modules that build CLIP architectures without importing clip."""
+    return CLIP
+
+
+def tokenize(texts: List[str]) -> torch.Tensor:
+    """CLIP's BPE tokens, LongTensor [N, 77] (BOS ... EOT, zero padded)."""
+    if isinstance(texts, str):
+        texts = [texts]
+    try:
+        return _clip_api.tokenize(list(texts)).long()
+    except RuntimeError as e:
+        raise ValueError(f"cannot tokenize prompt: {e}; shorten the class name or the template") from e
+
+
+def _weights_file_for(backbone: str, download_root: Optional[str]) -> str:
+    """Path of the cached weights of a named backbone, downloading them if absent."""
+    url = _clip_api._MODELS[backbone]
+    root = download_root or os.path.expanduser("~/.cache/clip")
+    file_name = os.path.basename(url)
+    target = os.path.join(root, file_name)
+    try:
+        # clip's own download keeps the cache layout and checks the SHA256; a file already there
+        # with the right checksum is used as is.
+        return _clip_api._download(url, root)
+    except (urllib.error.URLError, OSError, ConnectionError) as e:
+        if os.path.isfile(target):
+            try:
+                os.remove(target)  # a partial download must not pass for the weights next time
+            except OSError:
+                pass
+        raise CLIPWeightsUnavailable(
+            f"Cannot obtain CLIP weights for backbone {backbone!r}: download failed ({e}).\n"
+            f"Download {url}\n"
+            f"and save it as {target} (file name {file_name}),\n"
+            f"or pass a local copy with: MODEL.BACKBONE.PATH /path/to/{file_name}"
+        ) from e
+
+
+def _read_state_dict(path: str) -> Dict[str, torch.Tensor]:
+    """Weights from a TorchScript archive, a plain state dict, or a dict with "state_dict"."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"CLIP weights file {path} does not exist; check MODEL.BACKBONE.PATH")
+    try:
+        state_dict = torch.jit.load(path, map_location="cpu").state_dict()
+    except (RuntimeError, ValueError):
+        try:
+            state_dict = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise ValueError(
+                f"{path} is not CLIP weights: it is neither a TorchScript archive nor a torch state dict ({e})"
+            ) from e
+    if isinstance(state_dict, dict) and isinstance(state_dict.get("state_dict"), dict):
+        state_dict = state_dict["state_dict"]
+    if not isinstance(state_dict, dict):
+        raise ValueError(f"{path} is not CLIP weights: it holds a {type(state_dict).__name__}, not a state dict")
+    missing = [k for k in _REQUIRED_KEYS if k not in state_dict]
+    if missing:
+        if "visual.layer1.0.conv1.weight" in state_dict:
+            raise ValueError(
+                f"{path} holds a ResNet CLIP; representation tokens need a ViT backbone (e.g. ViT-B/16)"
+            )
+        raise ValueError(f"{path} is not CLIP ViT weights: missing key(s) {missing}")
+    return {k: v for k, v in state_dict.items() if k not in _ARCHIVE_EXTRAS}
+
+
+def _spec_from_state_dict(sd: Dict[str, torch.Tensor]) -> Dict[str, int]:
+    """The CLIP constructor arguments that a ViT state dict implies (as clip.model.build_model)."""
+    vision_width, _, patch, _ = sd["visual.conv1.weight"].shape
+    grid = round((sd["visual.positional_embedding"].shape[0] - 1) ** 0.5)
+    text_width = sd["ln_final.weight"].shape[0]
+    return dict(
+        embed_dim=sd["text_projection"].shape[1],
+        image_resolution=patch * grid,
+        vision_layers=len({k.split(".")[3] for k in sd if k.startswith("visual.transformer.resblocks.")}),
+        vision_width=vision_width,
+        vision_patch_size=patch,
+        context_length=sd["positional_embedding"].shape[0],
+        vocab_size=sd["token_embedding.weight"].shape[0],
+        transformer_width=text_width,
+        transformer_heads=text_width // 64,
+        transformer_layers=len({k.split(".")[2] for k in sd if k.startswith("transformer.resblocks.")}),
+    )
+
+
+def _build_fp32(sd: Dict[str, torch.Tensor], source: str) -> CLIP:
+    # Constructed in fp32 and filled from the file: fp16 weights widen exactly, fp32 ones
+    # (our random models) stay bit-identical, unlike clip.model.build_model which halves them.
+    with torch.random.fork_rng(devices=[]):  # construction's random init must not shift the caller's seed
+        model = CLIP(**_spec_from_state_dict(sd))
+    model.float()
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"{source} does not match the CLIP architecture its shapes imply: {e}") from e
+    return model
+
+
+def load_clip(
+    backbone: str,
+    path: str = "",
+    device: Union[str, torch.device] = "cpu",
+    fp16: bool = False,
+    download_root: Optional[str] = None,
+) -> CLIP:
+    """A frozen (requires_grad False), eval-mode CLIP, fp32 unless ``fp16``.
+
+    ``path`` (a TorchScript archive or a state dict) takes precedence over the name; otherwise a
+    name of :data:`CLIP_BACKBONES` is resolved through clip's download cache, and
+    :data:`MINI_BACKBONE` through the miniature random CLIP's cache file.
+    """
+    device = torch.device(device)
+    if fp16 and device.type == "cpu":
+        raise ValueError("fp16 CLIP is only supported on CUDA; use PREC fp32 or amp on CPU")
+    print(f"Loading CLIP (backbone: {backbone})")
+    if path:
+        file = str(path)
+    elif backbone == MINI_BACKBONE:
+        from mmrl.demo.clip import mini_clip_path, write_mini_clip
+
+        file = str(mini_clip_path())
+        if not os.path.isfile(file):
+            write_mini_clip(file)
+    elif backbone in _clip_api._MODELS:
+        file = _weights_file_for(backbone, download_root)
+    else:
+        raise ValueError(f"Unknown CLIP backbone {backbone!r}; available: {CLIP_BACKBONES}")
+    if backbone == MINI_BACKBONE:
+        print(
+            "WARNING: the CLIP backbone 'mini-random' is RANDOMLY INITIALISED; "
+            "its accuracies say nothing about real CLIP"
+        )
+    model = _build_fp32(_read_state_dict(file), file)
+    if not isinstance(model.visual, VisionTransformer):
+        raise ValueError(f"{file}: representation tokens need a ViT CLIP backbone")
+    if fp16:
+        convert_weights(model)
+    print(f"CLIP precision: {'fp16' if fp16 else 'fp32'}")
+    model.requires_grad_(False)
+    return model.to(device).eval()
