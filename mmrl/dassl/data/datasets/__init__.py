@@ -1,0 +1,9 @@
+from .base_dataset import (
+    Datum,
+    DatasetBase,
+    generate_fewshot_dataset,
+    load_pickle,
+    split_dataset_by_domain,
+    split_dataset_by_label,
+)
+from .build import DATASET_REGISTRY, build_dataset

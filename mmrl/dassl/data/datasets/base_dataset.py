@@ -1,0 +1,263 @@
+"""Datum, DatasetBase and few-shot sampling with Dassl's public behaviour.
+
+The few-shot draw must reproduce the lineage's subsets bit for bit: it uses the
+global ``random`` module exactly as Dassl does (same grouping order, same calls),
+so a run seeded with ``random.seed(s)`` selects the images the published
+numbers were obtained with.
+"""
+import os
+import os.path as osp
+import pickle
+import random
+import tarfile
+import zipfile
+from collections import defaultdict
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+from mmrl.dassl.utils import check_isfile
+
+__all__ = [
+    "Datum",
+    "DatasetBase",
+    "generate_fewshot_dataset",
+    "split_dataset_by_label",
+    "split_dataset_by_domain",
+    "load_pickle",
+]
+
+
+class Datum:
+    """One labelled image.
+
+    Attributes are stored as ``_impath``, ``_label``, ``_domain`` and
+    ``_classname`` (no ``__slots__``) so that pickles written by Dassl, which
+    restore exactly these four names, load into this class.
+    """
+
+    def __init__(self, impath: str = "", label: int = 0, domain: int = 0, classname: str = "") -> None:
+        if not isinstance(impath, str):
+            raise TypeError(f"Datum impath must be a str, got {type(impath).__name__}: {impath!r}")
+        if not check_isfile(impath):
+            raise FileNotFoundError(
+                f'No file found at "{impath}". Check DATASET.ROOT and that the dataset was extracted '
+                "completely (see DATASETS.md)."
+            )
+        self._impath = impath
+        self._label = label
+        self._domain = domain
+        self._classname = classname
+
+    @property
+    def impath(self) -> str:
+        return self._impath
+
+    @property
+    def label(self) -> int:
+        return self._label
+
+    @property
+    def domain(self) -> int:
+        return self._domain
+
+    @property
+    def classname(self) -> str:
+        return self._classname
+
+    def __repr__(self) -> str:
+        return (
+            f"Datum(impath={self._impath!r}, label={self._label}, "
+            f"domain={self._domain}, classname={self._classname!r})"
+        )
+
+
+def split_dataset_by_label(data_source: Sequence[Datum]) -> Dict[int, List[Datum]]:
+    """Group items by label; groups are in first-appearance order, items keep source order."""
+    output: Dict[int, List[Datum]] = defaultdict(list)
+    for item in data_source:
+        output[item.label].append(item)
+    return output
+
+
+def split_dataset_by_domain(data_source: Sequence[Datum]) -> Dict[int, List[Datum]]:
+    """Group items by domain; groups are in first-appearance order, items keep source order."""
+    output: Dict[int, List[Datum]] = defaultdict(list)
+    for item in data_source:
+        output[item.domain].append(item)
+    return output
+
+
+def generate_fewshot_dataset(
+    *data_sources: Sequence[Datum], num_shots: int = -1, repeat: bool = False
+) -> Union[Sequence[Datum], List[List[Datum]], Tuple[Sequence[Datum], ...]]:
+    """Draw ``num_shots`` items per label from each source with the global ``random``.
+
+    With one source a single list is returned, otherwise a list of lists (the
+    inputs themselves, as a tuple, when ``num_shots < 1``). A label with fewer
+    items than ``num_shots`` keeps its whole group, or is drawn with replacement
+    when ``repeat`` is set.
+    """
+    if num_shots < 1:
+        if len(data_sources) == 1:
+            return data_sources[0]
+        return data_sources
+
+    print(f"Creating a {num_shots}-shot dataset")
+    output: List[List[Datum]] = []
+    for data_source in data_sources:
+        picked: List[Datum] = []
+        for items in split_dataset_by_label(data_source).values():
+            if len(items) >= num_shots:
+                picked.extend(random.sample(items, num_shots))
+            elif repeat:
+                picked.extend(random.choices(items, k=num_shots))
+            else:
+                picked.extend(items)
+        output.append(picked)
+
+    if len(output) == 1:
+        return output[0]
+    return output
+
+
+# Module paths under which Dassl pickled its Datum; caches written by the
+# lineage name them, so they are mapped onto this module when loading.
+_LINEAGE_MODULES = {
+    "dassl.data.datasets.base_dataset": __name__,
+    "dassl.data.datasets": __name__,
+}
+
+
+class _LineageUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if module in _LINEAGE_MODULES and name == "Datum":
+            return Datum
+        return super().find_class(module, name)
+
+
+def load_pickle(path: str) -> Any:
+    """Load a pickle that may hold Datum objects written by this project or by Dassl."""
+    try:
+        with open(path, "rb") as f:
+            return _LineageUnpickler(f).load()
+    except (pickle.UnpicklingError, EOFError, AttributeError, ModuleNotFoundError) as e:
+        raise ValueError(
+            f"Cannot read pickle {path}: {e}. The file is corrupt or was written by an incompatible "
+            "version; delete it and it will be recreated."
+        ) from e
+
+
+class DatasetBase:
+    """A dataset: lists of Datum for train_x, train_u, val and test.
+
+    ``num_classes``, ``lab2cname`` and ``classnames`` are derived from train_x.
+    ``template`` optionally gives the dataset's prompt template; trainers fall
+    back to :func:`mmrl.templates.template_for` when it is None.
+    """
+
+    dataset_dir: str = ""
+    domains: List[str] = []
+    template: Optional[str] = None
+
+    def __init__(
+        self,
+        train_x: Optional[List[Datum]] = None,
+        train_u: Optional[List[Datum]] = None,
+        val: Optional[List[Datum]] = None,
+        test: Optional[List[Datum]] = None,
+    ) -> None:
+        self._train_x = train_x
+        self._train_u = train_u
+        self._val = val
+        self._test = test
+        self._num_classes = self.get_num_classes(train_x)
+        self._lab2cname, self._classnames = self.get_lab2cname(train_x)
+
+    @property
+    def train_x(self) -> Optional[List[Datum]]:
+        return self._train_x
+
+    @property
+    def train_u(self) -> Optional[List[Datum]]:
+        return self._train_u
+
+    @property
+    def val(self) -> Optional[List[Datum]]:
+        return self._val
+
+    @property
+    def test(self) -> Optional[List[Datum]]:
+        return self._test
+
+    @property
+    def lab2cname(self) -> Dict[int, str]:
+        return self._lab2cname
+
+    @property
+    def classnames(self) -> List[str]:
+        return self._classnames
+
+    @property
+    def num_classes(self) -> int:
+        return self._num_classes
+
+    @staticmethod
+    def get_num_classes(data_source: Sequence[Datum]) -> int:
+        """max(label) + 1, so that labels index the classifier directly."""
+        if not data_source:
+            raise ValueError("Cannot count classes of an empty data source (train_x is empty)")
+        return max(item.label for item in data_source) + 1
+
+    @staticmethod
+    def get_lab2cname(data_source: Sequence[Datum]) -> Tuple[Dict[int, str], List[str]]:
+        """{label: classname} and the classnames ordered by label."""
+        mapping: Dict[int, str] = {}
+        for item in data_source:
+            mapping.setdefault(item.label, item.classname)
+        labels = sorted(mapping)
+        mapping = {label: mapping[label] for label in labels}
+        return mapping, [mapping[label] for label in labels]
+
+    def check_input_domains(self, source_domains: Sequence[str], target_domains: Sequence[str]) -> None:
+        if len(source_domains) == 0:
+            raise ValueError("DATASET.SOURCE_DOMAINS is empty")
+        if len(target_domains) == 0:
+            raise ValueError("DATASET.TARGET_DOMAINS is empty")
+        self.is_input_domain_valid(source_domains)
+        self.is_input_domain_valid(target_domains)
+
+    def is_input_domain_valid(self, input_domains: Sequence[str]) -> None:
+        for domain in input_domains:
+            if domain not in self.domains:
+                raise ValueError(f"Input domain must belong to {self.domains}, but got [{domain}]")
+
+    def download_data(self, url: str, dst: str, from_gdrive: bool = True) -> None:
+        """Download an archive (Google Drive via gdown) and extract it next to ``dst``."""
+        if not osp.exists(osp.dirname(dst)):
+            os.makedirs(osp.dirname(dst))
+        if not from_gdrive:
+            raise NotImplementedError("Only Google Drive downloads (gdown) are supported")
+        import gdown  # imported lazily: only needed when a dataset is downloaded
+
+        gdown.download(url, dst, quiet=False)
+        print("Extracting file ...")
+        if dst.endswith(".zip"):
+            with zipfile.ZipFile(dst, "r") as zf:
+                zf.extractall(osp.dirname(dst))
+        elif dst.endswith(".tar"):
+            with tarfile.open(dst, "r:") as tf:
+                tf.extractall(osp.dirname(dst))
+        elif dst.endswith(".tar.gz"):
+            with tarfile.open(dst, "r:gz") as tf:
+                tf.extractall(osp.dirname(dst))
+        else:
+            raise NotImplementedError(f"Cannot extract {dst}: only .zip, .tar and .tar.gz are supported")
+        print(f"File extracted to {osp.dirname(dst)}")
+
+    def generate_fewshot_dataset(self, *data_sources: Sequence[Datum], num_shots: int = -1, repeat: bool = False):
+        return generate_fewshot_dataset(*data_sources, num_shots=num_shots, repeat=repeat)
+
+    def split_dataset_by_label(self, data_source: Sequence[Datum]) -> Dict[int, List[Datum]]:
+        return split_dataset_by_label(data_source)
+
+    def split_dataset_by_domain(self, data_source: Sequence[Datum]) -> Dict[int, List[Datum]]:
+        return split_dataset_by_domain(data_source)
