@@ -5,7 +5,9 @@
         --config-file configs/trainers/MMRL/vit_b16.yaml \
         --output-dir output/run DATASET.NUM_SHOTS 16 DATASET.SUBSAMPLE_CLASSES base TASK B2N
 """
+import os
 import sys
+import traceback
 
 import torch
 
@@ -14,6 +16,9 @@ import trainers  # noqa: F401  (registers the trainers)
 from mmrl.config import build_parser, setup_cfg
 from mmrl.dassl.engine import build_trainer
 from mmrl.dassl.utils import collect_env_info, set_random_seed, setup_logger
+from mmrl.model.clip_loader import CLIPWeightsUnavailable
+
+USER_ERRORS = (FileNotFoundError, NotADirectoryError, ValueError, KeyError, CLIPWeightsUnavailable)
 
 
 def print_args(args, cfg) -> None:
@@ -48,15 +53,19 @@ def main(argv=None) -> int:
     print("Collecting env info ...")
     print(f"** System info **\n{collect_env_info()}\n")
 
-    trainer = build_trainer(cfg)
-
-    if args.eval_only:
-        trainer.load_model(args.model_dir, epoch=args.load_epoch)
-        trainer.test()
-        return 0
-
-    if not args.no_train:
-        trainer.train()
+    try:
+        trainer = build_trainer(cfg)
+        if args.eval_only:
+            trainer.load_model(args.model_dir, epoch=args.load_epoch)
+            trainer.test()
+        elif not args.no_train:
+            trainer.train()
+    except USER_ERRORS as err:
+        # Bad input (a path, a key, weights, a checkpoint) is explained, not dumped as a traceback.
+        if os.environ.get("MMRL_DEBUG"):
+            traceback.print_exc()
+        print(f"Error: {err}\n(set MMRL_DEBUG=1 to see the traceback)", file=sys.stderr)
+        return 1
     return 0
 
 

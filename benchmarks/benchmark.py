@@ -1,0 +1,145 @@
+"""Speed and memory of MMRL / MMRL++ training and evaluation at real CLIP shapes, with random weights.
+
+    python benchmarks/benchmark.py --trainer MMRL --device cpu --batch-size 4 --classes 50
+    python benchmarks/benchmark.py --trainer MMRLpp --device cuda --prec amp --batch-size 32 --classes 500
+
+It builds a randomly initialised CLIP with ViT-B/16 shapes (or the miniature one with --spec mini), the
+method's learner with the reference configuration, and times full training steps (forward, loss,
+backward, AdamW step) and evaluation on random images. It prints figures; it is not a test. Peak memory is
+the process's peak resident set size on CPU, and the peak allocated CUDA memory on a GPU.
+"""
+import argparse
+import resource
+import sys
+import time
+
+import torch
+
+from mmrl.dassl.config import get_cfg_default
+from mmrl.dassl.optim import build_optimizer
+from mmrl.demo.clip import MINI_SPEC, build_random_clip
+from mmrl.model.mmrl import RepresentationCLIP
+from mmrl.model.representation import RepArch
+
+VIT_B16_SPEC = dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768,
+                    vision_patch_size=16, context_length=77, vocab_size=49408, transformer_width=512,
+                    transformer_heads=8, transformer_layers=12)
+SPECS = {"vit-b16": VIT_B16_SPEC, "mini": MINI_SPEC}
+
+
+def peak_memory_gb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 1024 ** 3
+    # Linux reports ru_maxrss in KiB.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--trainer", choices=["MMRL", "MMRLpp"], default="MMRL")
+    p.add_argument("--spec", choices=sorted(SPECS), default="vit-b16")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--prec", choices=["fp32", "amp", "fp16"], default="fp32",
+                   help="amp and fp16 need CUDA")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--classes", type=int, default=50, help="number of training classes")
+    p.add_argument("--steps", type=int, default=5, help="timed training steps (after one warm-up step)")
+    p.add_argument("--eval-images", type=int, default=32)
+    p.add_argument("--eval-batch-size", type=int, default=16)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    args = p.parse_args(argv)
+
+    device = torch.device(args.device)
+    if args.prec != "fp32" and device.type != "cuda":
+        p.error(f"--prec {args.prec} needs a CUDA device")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    cfg = get_cfg_default()
+    node = cfg.TRAINER[args.trainer]
+    spec = SPECS[args.spec]
+    clip_model = build_random_clip(spec)
+    for param in clip_model.parameters():
+        param.requires_grad_(False)
+    clip_model.eval()
+    if args.prec == "fp16":
+        clip_model.half()
+    clip_model.to(device)
+
+    arch = RepArch(
+        variant=args.trainer, n_tokens=5, rep_layers=(6, 7, 8, 9, 10, 11, 12), rep_dim=512,
+        visual_width=spec["vision_width"], text_width=spec["transformer_width"], embed_dim=spec["embed_dim"],
+        **({"proj_lora_dim": 64, "res_lora_dim": 4} if args.trainer == "MMRLpp" else {}),
+    )
+    prompts = [f"a photo of a class number {i}." for i in range(args.classes)]
+    kwargs = {"alpha": 0.7, "beta": 0.9} if args.trainer == "MMRLpp" else {"alpha": 0.7}
+    model = RepresentationCLIP(clip_model, prompts, arch, **kwargs).to(device)
+    cfg.OPTIM.NAME, cfg.OPTIM.LR = "adamw", 0.001
+    optim = build_optimizer(model.learner, cfg.OPTIM)
+    trainable = sum(p.numel() for p in model.learner.parameters() if p.requires_grad)
+
+    use_amp = args.prec == "amp"
+    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+
+    def autocast():
+        return torch.autocast(device.type, dtype=torch.float16, enabled=use_amp)
+
+    res = spec["image_resolution"]
+    dtype = torch.float16 if args.prec == "fp16" else torch.float32
+
+    def train_step() -> None:
+        images = torch.randn(args.batch_size, 3, res, res, device=device, dtype=dtype)
+        labels = torch.randint(0, args.classes, (args.batch_size,), device=device)
+        with autocast():
+            loss = model.forward_train(images, labels, reg_weight=1.0)["loss"]
+        optim.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optim)
+            scaler.update()
+        else:
+            loss.backward()
+            optim.step()
+
+    model.learner.train()
+    train_step()  # warm-up: allocator, kernels, the frozen text caches
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        train_step()
+    sync(device)
+    step_time = (time.perf_counter() - start) / args.steps
+
+    model.learner.eval()
+    with torch.no_grad(), autocast():
+        sync(device)
+        start = time.perf_counter()
+        text_features = model.text_features()
+        done = 0
+        while done < args.eval_images:
+            n = min(args.eval_batch_size, args.eval_images - done)
+            images = torch.randn(n, 3, res, res, device=device, dtype=dtype)
+            model.logits(images, text_features)
+            done += n
+        sync(device)
+        eval_time = time.perf_counter() - start
+
+    print(f"trainer            {args.trainer} ({args.spec}, random weights, {args.prec}, {device})")
+    print(f"threads            {torch.get_num_threads()}")
+    print(f"classes / batch    {args.classes} / {args.batch_size}")
+    print(f"trainable params   {trainable:,}")
+    print(f"train step         {step_time:.3f} s  ({args.batch_size / step_time:.2f} images/s)")
+    print(f"evaluation         {args.eval_images / eval_time:.2f} images/s "
+          f"({args.eval_images} images, text features included)")
+    print(f"peak memory        {peak_memory_gb(device):.2f} GB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
