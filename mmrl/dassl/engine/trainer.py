@@ -1,0 +1,547 @@
+"""Trainer lifecycle with Dassl's hooks, log lines and checkpoint layout.
+
+Beyond Dassl: the engine owns the precision policy (amp autocast and
+GradScaler), writes a checkpoint after every epoch so an interrupted run can
+resume (keeping Dassl's final folder layout), restores RNG states on resume,
+and shows tqdm progress bars on stderr.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import math
+import os
+import os.path as osp
+import sys
+import time
+from collections import OrderedDict
+from typing import Any, ContextManager, Dict, List, Optional, Sequence, Union
+
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from ..evaluation import build_evaluator
+from ..utils import (
+    AverageMeter,
+    MetricMeter,
+    epoch_file_name,
+    find_checkpoint_file,
+    get_rng_state,
+    load_checkpoint,
+    mkdir_if_missing,
+    resume_from_checkpoint,
+    save_checkpoint,
+)
+from ..utils.torchtools import POINTER_FILE
+
+Names = Optional[Union[str, Sequence[str]]]
+
+_TENSORBOARD_NOTICE_SHOWN = False
+
+
+def _summary_writer_class() -> Any:
+    """TensorBoard's SummaryWriter, or None (with a one-time notice) if it
+    cannot be imported."""
+    global _TENSORBOARD_NOTICE_SHOWN
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as e:
+        if not _TENSORBOARD_NOTICE_SHOWN:
+            print(
+                f"TensorBoard is not available ({e}); training scalars will not "
+                "be written (pip install tensorboard to enable them)"
+            )
+            _TENSORBOARD_NOTICE_SHOWN = True
+        return None
+    return SummaryWriter
+
+
+class TrainerBase:
+    """Registered models with their optimizers and schedulers, and the loop."""
+
+    def __init__(self) -> None:
+        self._models: "OrderedDict[str, nn.Module]" = OrderedDict()
+        self._optims: "OrderedDict[str, Optional[torch.optim.Optimizer]]" = OrderedDict()
+        self._scheds: "OrderedDict[str, Any]" = OrderedDict()
+        self._writer: Any = None
+
+    def register_model(
+        self,
+        name: str = "model",
+        model: Optional[nn.Module] = None,
+        optim: Optional[torch.optim.Optimizer] = None,
+        sched: Any = None,
+    ) -> None:
+        if self.__dict__.get("_models") is None:
+            raise AttributeError(
+                "Cannot assign model before super().__init__() call"
+            )
+        if self.__dict__.get("_optims") is None:
+            raise AttributeError(
+                "Cannot assign optim before super().__init__() call"
+            )
+        if self.__dict__.get("_scheds") is None:
+            raise AttributeError(
+                "Cannot assign sched before super().__init__() call"
+            )
+        assert name not in self._models, "Found duplicate model names"
+        self._models[name] = model
+        self._optims[name] = optim
+        self._scheds[name] = sched
+
+    def get_model_names(self, names: Names = None) -> List[str]:
+        names_real = list(self._models.keys())
+        if names is None:
+            return names_real
+        if not isinstance(names, list):
+            names = [names]
+        for name in names:
+            assert name in names_real, f"Unknown model name {name!r}; registered: {names_real}"
+        return names
+
+    def checkpoint_extra(self, name: str) -> Dict[str, Any]:
+        """Entries added to the checkpoint of model ``name`` (e.g. an "arch")."""
+        return {}
+
+    def save_model(
+        self,
+        epoch: int,
+        directory: str,
+        is_best: bool = False,
+        val_result: Optional[float] = None,
+        model_name: str = "",
+        verbose: bool = True,
+    ) -> None:
+        """Save every registered model to ``directory/<name>/``; ``epoch`` is
+        0-based and stored as the count of completed epochs."""
+        rng_state = get_rng_state()
+        best_result = getattr(self, "best_result", None)
+        for name in self.get_model_names():
+            model_dict = self._models[name].state_dict()
+            optim = self._optims[name]
+            sched = self._scheds[name]
+            state: Dict[str, Any] = {
+                "state_dict": model_dict,
+                "epoch": epoch + 1,
+                "optimizer": optim.state_dict() if optim is not None else None,
+                "scheduler": sched.state_dict() if sched is not None else None,
+                "val_result": val_result,
+                "rng_state": rng_state,
+            }
+            if best_result is not None and math.isfinite(best_result):
+                state["best_result"] = float(best_result)
+            state.update(self.checkpoint_extra(name))
+            save_checkpoint(
+                state,
+                osp.join(directory, name),
+                is_best=is_best,
+                model_name=model_name,
+                verbose=verbose,
+            )
+
+    def resume_model_if_exist(self, directory: str) -> int:
+        """Resume every model from ``directory/<name>/``; returns the number
+        of completed epochs (0 when there is nothing to resume)."""
+        names = self.get_model_names()
+        for name in names:
+            # A folder without a pointer holds no complete checkpoint.
+            if not osp.isfile(osp.join(directory, name, POINTER_FILE)):
+                print("No checkpoint found, train from scratch")
+                return 0
+
+        print(f"Found checkpoint at {directory} (will resume training)")
+        start_epoch = 0
+        for name in names:
+            path = osp.join(directory, name)
+            start_epoch, checkpoint = resume_from_checkpoint(
+                path,
+                self._models[name],
+                self._optims[name],
+                self._scheds[name],
+                return_checkpoint=True,
+            )
+            if checkpoint.get("best_result") is not None and hasattr(self, "best_result"):
+                self.best_result = checkpoint["best_result"]
+        return start_epoch
+
+    def load_model(self, directory: str, epoch: Optional[int] = None) -> None:
+        """Load weights for evaluation: ``model-best.pth.tar`` when present
+        and ``epoch`` is None, else ``model.pth.tar-<epoch>``, else the
+        latest epoch file."""
+        if not directory:
+            print(
+                "Note that load_model() is skipped as no pretrained "
+                "model is given (ignore this if it's done on purpose)"
+            )
+            return
+
+        for name in self.get_model_names():
+            model_path = find_checkpoint_file(osp.join(directory, name), epoch)
+            checkpoint = load_checkpoint(model_path)
+            state_dict = checkpoint["state_dict"]
+            ckpt_epoch = checkpoint["epoch"]
+            val_result = checkpoint.get("val_result")
+            if val_result is None:
+                print(f"Load {model_path} to {name} (epoch={ckpt_epoch})")
+            else:
+                print(
+                    f"Load {model_path} to {name} "
+                    f"(epoch={ckpt_epoch}, val_result={val_result:.1f})"
+                )
+            self._models[name].load_state_dict(state_dict)
+
+    def set_model_mode(self, mode: str = "train", names: Names = None) -> None:
+        for name in self.get_model_names(names):
+            if mode == "train":
+                self._models[name].train()
+            elif mode in ["test", "eval"]:
+                self._models[name].eval()
+            else:
+                raise KeyError(f"Unknown model mode {mode!r}; use train, test or eval")
+
+    def update_lr(self, names: Names = None) -> None:
+        for name in self.get_model_names(names):
+            if self._scheds[name] is not None:
+                self._scheds[name].step()
+
+    def detect_anomaly(self, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss).all():
+            raise FloatingPointError("Loss is infinite or NaN!")
+
+    def init_writer(self, log_dir: str) -> None:
+        if self.__dict__.get("_writer") is None or self._writer is None:
+            writer_cls = _summary_writer_class()
+            if writer_cls is None:
+                return
+            print(f"Initialize tensorboard (log_dir={log_dir})")
+            self._writer = writer_cls(log_dir=log_dir)
+
+    def close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def write_scalar(self, tag: str, scalar_value: float, global_step: Optional[int] = None) -> None:
+        if self._writer is None:
+            # Eval-only runs, or TensorBoard unavailable.
+            return
+        self._writer.add_scalar(tag, scalar_value, global_step)
+
+    def train(self, start_epoch: int, max_epoch: int) -> None:
+        """Generic loop; ``before_train`` may move ``self.start_epoch`` (resume)."""
+        self.start_epoch = start_epoch
+        self.max_epoch = max_epoch
+
+        self.before_train()
+        for self.epoch in range(self.start_epoch, self.max_epoch):
+            self.before_epoch()
+            self.run_epoch()
+            self.after_epoch()
+        self.after_train()
+
+    def before_train(self) -> None:
+        pass
+
+    def after_train(self) -> None:
+        pass
+
+    def before_epoch(self) -> None:
+        pass
+
+    def after_epoch(self) -> None:
+        pass
+
+    def run_epoch(self) -> None:
+        raise NotImplementedError
+
+    def test(self, split: Optional[str] = None) -> Any:
+        raise NotImplementedError
+
+    def parse_batch_train(self, batch: Any) -> Any:
+        raise NotImplementedError
+
+    def parse_batch_test(self, batch: Any) -> Any:
+        raise NotImplementedError
+
+    def forward_backward(self, batch: Any) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    def model_inference(self, input: torch.Tensor) -> Any:
+        raise NotImplementedError
+
+    def model_zero_grad(self, names: Names = None) -> None:
+        for name in self.get_model_names(names):
+            if self._optims[name] is not None:
+                self._optims[name].zero_grad()
+
+    def model_backward(self, loss: torch.Tensor) -> None:
+        self.detect_anomaly(loss)
+        loss.backward()
+
+    def model_update(self, names: Names = None) -> None:
+        for name in self.get_model_names(names):
+            if self._optims[name] is not None:
+                self._optims[name].step()
+
+    def model_backward_and_update(self, loss: torch.Tensor, names: Names = None) -> None:
+        self.model_zero_grad(names)
+        self.model_backward(loss)
+        self.model_update(names)
+
+
+def resolve_precision(cfg: Any, device: torch.device) -> str:
+    """``cfg.TRAINER[<NAME>].PREC`` (also tried upper-cased, e.g. CoOp -> COOP),
+    "fp32" when the trainer has no such key; fp16/amp fall back to fp32 on CPU."""
+    name = cfg.TRAINER.NAME
+    node = None
+    for key in (name, name.upper()):
+        if key and key in cfg.TRAINER and hasattr(cfg.TRAINER[key], "get"):
+            node = cfg.TRAINER[key]
+            break
+    precision = node.get("PREC", "fp32") if node is not None else "fp32"
+    if precision not in ("fp16", "fp32", "amp"):
+        raise ValueError(
+            f'TRAINER.{name}.PREC must be "fp16", "fp32" or "amp", got {precision!r}'
+        )
+    if device.type == "cpu" and precision in ("fp16", "amp"):
+        print(f"Precision {precision} is not supported on CPU; using fp32")
+        precision = "fp32"
+    return precision
+
+
+class SimpleTrainer(TrainerBase):
+    """A trainer with a single data manager, evaluator and precision policy."""
+
+    def __init__(self, cfg: Any) -> None:
+        super().__init__()
+        self.check_cfg(cfg)
+
+        if torch.cuda.is_available() and cfg.USE_CUDA:
+            self.device = torch.device("cuda")
+        else:
+            self.device = torch.device("cpu")
+        self.precision = resolve_precision(cfg, self.device)
+        if self.precision == "amp" and self.device.type == "cuda":
+            self.scaler: Optional[torch.amp.GradScaler] = torch.amp.GradScaler("cuda")
+        else:
+            self.scaler = None
+
+        self.start_epoch = self.epoch = 0
+        self.max_epoch = cfg.OPTIM.MAX_EPOCH
+        self.output_dir = cfg.OUTPUT_DIR
+
+        self.cfg = cfg
+        self.build_data_loader()
+        self.build_model()
+        self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
+        self.best_result = -float("inf")
+
+    def check_cfg(self, cfg: Any) -> None:
+        """Check the config before anything is built (``self.cfg`` is not set yet)."""
+        pass
+
+    def autocast(self) -> ContextManager[Any]:
+        """float16 autocast for amp on CUDA; a no-op otherwise."""
+        if self.precision == "amp" and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def model_backward_and_update(self, loss: torch.Tensor, names: Names = None) -> None:
+        if self.scaler is None:
+            super().model_backward_and_update(loss, names)
+            return
+        self.model_zero_grad(names)
+        self.scaler.scale(loss).backward()
+        for name in self.get_model_names(names):
+            if self._optims[name] is not None:
+                self.scaler.step(self._optims[name])
+        self.scaler.update()
+
+    def build_data_loader(self) -> None:
+        """Build the loaders with Dassl's DataManager."""
+        from ..data import DataManager
+
+        dm = DataManager(self.cfg)
+        self.train_loader_x = dm.train_loader_x
+        self.train_loader_u = dm.train_loader_u  # optional, can be None
+        self.val_loader = dm.val_loader  # optional, can be None
+        self.test_loader = dm.test_loader
+        self.num_classes = dm.num_classes
+        self.num_source_domains = dm.num_source_domains
+        self.lab2cname = dm.lab2cname  # dict {label: classname}
+        self.dm = dm
+
+    def build_model(self) -> None:
+        raise NotImplementedError(
+            f"{type(self).__name__}.build_model() must build the model, its "
+            "optimizer and scheduler and call self.register_model(...)"
+        )
+
+    def train(self) -> None:  # type: ignore[override]
+        super().train(self.start_epoch, self.max_epoch)
+
+    def before_train(self) -> None:
+        directory = self.cfg.OUTPUT_DIR
+        if self.cfg.RESUME:
+            directory = self.cfg.RESUME
+        self.start_epoch = self.resume_model_if_exist(directory)
+
+        writer_dir = osp.join(self.output_dir, "tensorboard")
+        mkdir_if_missing(writer_dir)
+        self.init_writer(writer_dir)
+
+        self.time_start = time.time()
+
+    def after_train(self) -> None:
+        print("Finish training")
+
+        do_test = not self.cfg.TEST.NO_TEST
+        if do_test:
+            if self.cfg.TEST.FINAL_MODEL == "best_val":
+                print("Deploy the model with the best val performance")
+                self.load_model(self.output_dir)
+            else:
+                print("Deploy the last-epoch model")
+            self.test()
+
+        elapsed = round(time.time() - self.time_start)
+        elapsed = str(datetime.timedelta(seconds=elapsed))
+        print(f"Elapsed: {elapsed}")
+
+        self.close_writer()
+
+    def is_scheduled_save(self, epoch_count: int) -> bool:
+        """Whether Dassl keeps the checkpoint written after ``epoch_count`` epochs."""
+        freq = self.cfg.TRAIN.CHECKPOINT_FREQ
+        meet_freq = epoch_count % freq == 0 if freq > 0 else False
+        return meet_freq or epoch_count == self.max_epoch
+
+    def after_epoch(self) -> None:
+        epoch_count = self.epoch + 1
+        do_test = not self.cfg.TEST.NO_TEST
+
+        if do_test and self.cfg.TEST.FINAL_MODEL == "best_val":
+            curr_result = self.test(split="val")
+            is_best = curr_result > self.best_result
+            if is_best:
+                self.best_result = curr_result
+                self.save_model(
+                    self.epoch,
+                    self.output_dir,
+                    val_result=curr_result,
+                    model_name="model-best.pth.tar",
+                )
+
+        # Every epoch is saved so an interrupted run loses no work; only the
+        # files Dassl would write are kept once the next one is complete.
+        scheduled = self.is_scheduled_save(epoch_count)
+        self.save_model(self.epoch, self.output_dir, verbose=scheduled)
+        previous = epoch_count - 1
+        if previous >= 1 and not self.is_scheduled_save(previous):
+            for name in self.get_model_names():
+                stale = osp.join(self.output_dir, name, epoch_file_name(previous))
+                if osp.isfile(stale):
+                    os.remove(stale)
+
+    @torch.no_grad()
+    def test(self, split: Optional[str] = None) -> float:
+        """Evaluate on ``split`` (default TEST.SPLIT; "val" falls back to test
+        when there is no val loader); returns the first metric (accuracy)."""
+        self.set_model_mode("eval")
+        self.evaluator.reset()
+
+        if split is None:
+            split = self.cfg.TEST.SPLIT
+
+        if split == "val" and self.val_loader is not None:
+            data_loader = self.val_loader
+        else:
+            split = "test"
+            data_loader = self.test_loader
+
+        print(f"Evaluate on the *{split}* set")
+
+        for batch in tqdm(data_loader, file=sys.stderr, disable=None, desc=split):
+            input, label = self.parse_batch_test(batch)
+            output = self.model_inference(input)
+            self.evaluator.process(output, label)
+
+        results = self.evaluator.evaluate()
+
+        for k, v in results.items():
+            self.write_scalar(f"{split}/{k}", v, self.epoch)
+
+        return list(results.values())[0]
+
+    def model_inference(self, input: torch.Tensor) -> Any:
+        return self.model(input)
+
+    def parse_batch_test(self, batch: Dict[str, Any]) -> Any:
+        input = batch["img"].to(self.device)
+        label = batch["label"].to(self.device)
+        return input, label
+
+    def get_current_lr(self, names: Names = None) -> float:
+        names = self.get_model_names(names)
+        name = names[0]
+        return self._optims[name].param_groups[0]["lr"]
+
+
+class TrainerX(SimpleTrainer):
+    """Trains on labelled data only (``train_loader_x``)."""
+
+    def run_epoch(self) -> None:
+        self.set_model_mode("train")
+        losses = MetricMeter()
+        batch_time = AverageMeter()
+        data_time = AverageMeter()
+        self.num_batches = len(self.train_loader_x)
+        print_freq = self.cfg.TRAIN.PRINT_FREQ
+
+        bar = tqdm(
+            self.train_loader_x,
+            file=sys.stderr,
+            disable=None,
+            leave=False,
+            desc=f"epoch {self.epoch + 1}/{self.max_epoch}",
+        )
+        end = time.time()
+        for self.batch_idx, batch in enumerate(bar):
+            data_time.update(time.time() - end)
+            loss_summary = self.forward_backward(batch)
+            batch_time.update(time.time() - end)
+            losses.update(loss_summary)
+
+            meet_freq = (self.batch_idx + 1) % print_freq == 0
+            only_few_batches = self.num_batches < print_freq
+            if meet_freq or only_few_batches:
+                nb_remain = 0
+                nb_remain += self.num_batches - self.batch_idx - 1
+                nb_remain += (self.max_epoch - self.epoch - 1) * self.num_batches
+                eta_seconds = batch_time.avg * nb_remain
+                eta = str(datetime.timedelta(seconds=int(eta_seconds)))
+
+                info = []
+                info += [f"epoch [{self.epoch + 1}/{self.max_epoch}]"]
+                info += [f"batch [{self.batch_idx + 1}/{self.num_batches}]"]
+                info += [f"time {batch_time.val:.3f} ({batch_time.avg:.3f})"]
+                info += [f"data {data_time.val:.3f} ({data_time.avg:.3f})"]
+                info += [f"{losses}"]
+                info += [f"lr {self.get_current_lr():.4e}"]
+                info += [f"eta {eta}"]
+                print(" ".join(info))
+
+            n_iter = self.epoch * self.num_batches + self.batch_idx
+            for name, meter in losses.meters.items():
+                self.write_scalar("train/" + name, meter.avg, n_iter)
+            self.write_scalar("train/lr", self.get_current_lr(), n_iter)
+
+            end = time.time()
+        bar.close()
+
+    def parse_batch_train(self, batch: Dict[str, Any]) -> Any:
+        input = batch["img"].to(self.device)
+        label = batch["label"].to(self.device)
+        domain = batch["domain"].to(self.device)
+        return input, label, domain

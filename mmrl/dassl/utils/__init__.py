@@ -1,0 +1,24 @@
+from .logger import Logger, restore_stdout, setup_logger
+from .meters import AverageMeter, MetricMeter
+from .registry import Registry, check_availability, closest_name
+from .tools import (
+    atomic_write,
+    check_isfile,
+    collect_env_info,
+    listdir_nohidden,
+    mkdir_if_missing,
+    read_json,
+    set_random_seed,
+    write_json,
+)
+from .torchtools import (
+    epoch_file_name,
+    find_checkpoint_file,
+    get_rng_state,
+    load_checkpoint,
+    load_pretrained_weights,
+    read_pointer,
+    resume_from_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)

@@ -1,0 +1,111 @@
+"""Small file-system, seeding and environment helpers."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import os.path as osp
+import random
+import tempfile
+import warnings
+from typing import Any, Callable, IO, List
+
+import numpy as np
+import torch
+
+
+def mkdir_if_missing(dirname: str) -> None:
+    """Create ``dirname`` (and parents) unless it exists; empty name is a no-op."""
+    if not dirname or osp.isdir(dirname):
+        return
+    try:
+        os.makedirs(dirname)
+    except OSError as e:
+        # Another process may have created it in between.
+        if e.errno != errno.EEXIST:
+            raise
+
+
+def check_isfile(fpath: str) -> bool:
+    """True if ``fpath`` is a file; otherwise warn and return False."""
+    isfile = osp.isfile(fpath)
+    if not isfile:
+        warnings.warn(f'No file found at "{fpath}"')
+    return isfile
+
+
+def read_json(fpath: str) -> Any:
+    with open(fpath, "r") as f:
+        return json.load(f)
+
+
+def write_json(obj: Any, fpath: str) -> None:
+    """Write ``obj`` as indented JSON, creating the parent folder."""
+    mkdir_if_missing(osp.dirname(fpath))
+    with open(fpath, "w") as f:
+        json.dump(obj, f, indent=4, separators=(",", ": "))
+
+
+def listdir_nohidden(path: str, sort: bool = False) -> List[str]:
+    """Entries of ``path`` whose names do not start with a dot."""
+    items = [f for f in os.listdir(path) if not f.startswith(".")]
+    if sort:
+        items.sort()
+    return items
+
+
+def set_random_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+
+
+def collect_env_info() -> str:
+    """torch's environment report plus the Pillow version."""
+    import PIL
+    from torch.utils.collect_env import get_pretty_env_info
+
+    env_str = get_pretty_env_info()
+    env_str += f"\n        Pillow ({PIL.__version__})"
+    return env_str
+
+
+def _fsync_dir(dirname: str) -> None:
+    # Makes the rename itself durable; not every platform can open a folder.
+    try:
+        fd = os.open(dirname, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(fpath: str, write_fn: Callable[[IO[bytes]], None]) -> None:
+    """Write ``fpath`` so that readers see either the old or the complete new file.
+
+    ``write_fn`` receives a binary file object in the same folder; the file is
+    flushed, fsynced and renamed over ``fpath``. On any error the temporary
+    file is removed and the previous ``fpath`` is left untouched.
+    """
+    dirname = osp.dirname(osp.abspath(fpath))
+    mkdir_if_missing(dirname)
+    fd, tmp_path = tempfile.mkstemp(
+        dir=dirname, prefix="." + osp.basename(fpath) + ".", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_path, fpath)
+    except BaseException:
+        if osp.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+    _fsync_dir(dirname)
