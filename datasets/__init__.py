@@ -1,0 +1,9 @@
+"""The registered datasets: importing this package imports every module in
+this folder (except those starting with "_"), so adding a dataset is adding
+one file."""
+import importlib
+import pkgutil
+
+for _module in pkgutil.iter_modules(__path__):
+    if not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")

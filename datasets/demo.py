@@ -1,0 +1,22 @@
+"""A synthetic colour-and-shape dataset generated on first use under
+``DATASET.ROOT/demo``: the built-in demo needs no download."""
+import os.path as osp
+
+from mmrl.dassl.data.datasets import DATASET_REGISTRY
+from mmrl.data.benchmark import BenchmarkDataset, dataset_path
+from mmrl.demo.images import DEMO_SPLIT_FILE, make_demo_images
+
+
+@DATASET_REGISTRY.register()
+class SyntheticDemo(BenchmarkDataset):
+    # The prompt template is the table's default, "a photo of a {}."
+    dataset_dir = "demo"
+    image_dir = "images"
+    split_file = DEMO_SPLIT_FILE
+
+    def __init__(self, cfg) -> None:
+        target = dataset_path(cfg, type(self).dataset_dir)
+        if not osp.exists(osp.join(target, DEMO_SPLIT_FILE)):
+            print(f"Generating the synthetic demo dataset (generated images, not real data) in {target}")
+            make_demo_images(target)
+        super().__init__(cfg)
