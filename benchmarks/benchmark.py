@@ -72,11 +72,9 @@ def main(argv=None) -> int:
         clip_model.half()
     clip_model.to(device)
 
-    arch = RepArch(
-        variant=args.trainer, n_tokens=5, rep_layers=(6, 7, 8, 9, 10, 11, 12), rep_dim=512,
-        visual_width=spec["vision_width"], text_width=spec["transformer_width"], embed_dim=spec["embed_dim"],
-        **({"proj_lora_dim": 64, "res_lora_dim": 4} if args.trainer == "MMRLpp" else {}),
-    )
+    # The reference configuration: K = 5 tokens in blocks 6..12, d_r = 512 (MMRL++: ranks 64 and 4).
+    arch = RepArch.from_clip(clip_model, args.trainer, 5, (6, 7, 8, 9, 10, 11, 12), 512,
+                             proj_lora_dim=64, res_lora_dim=4)
     prompts = [f"a photo of a class number {i}." for i in range(args.classes)]
     kwargs = {"alpha": 0.7, "beta": 0.9} if args.trainer == "MMRLpp" else {"alpha": 0.7}
     model = RepresentationCLIP(clip_model, prompts, arch, **kwargs).to(device)

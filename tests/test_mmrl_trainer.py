@@ -147,3 +147,52 @@ def test_checkpoint_with_other_shapes_names_the_key(trained, root, tmp_path):
     evaluator = make_trainer(root, tmp_path / "out", variant)
     with pytest.raises(ValueError, match=key):
         evaluator.load_model(str(tmp_path / "bad"))
+
+
+def reference_checkpoint(learner, variant):
+    """A checkpoint as the reference implementation writes it: the whole model under its key names."""
+    p = "representation_learner."
+    sd = {
+        # Part of the frozen CLIP and the prompt buffer, which the reference saves too and we ignore.
+        "image_encoder.conv1.weight": torch.zeros(4, 3, 2, 2),
+        "text_encoder.ln_final.weight": torch.ones(4),
+        "prompt_embeddings": torch.zeros(5, 77, 4),
+        p + "compound_rep_tokens": learner.rep_tokens,
+    }
+    if variant == "MMRL":
+        for i, (to_v, to_t) in enumerate(zip(learner.to_visual, learner.to_text)):
+            sd[f"{p}compound_rep_tokens_r2vproj.{i}.weight"] = to_v.weight
+            sd[f"{p}compound_rep_tokens_r2vproj.{i}.bias"] = to_v.bias
+            sd[f"{p}compound_rep_tokens_r2tproj.{i}.weight"] = to_t.weight
+            sd[f"{p}compound_rep_tokens_r2tproj.{i}.bias"] = to_t.bias
+        sd["image_encoder.proj_rep"] = learner.proj_rep
+    else:
+        for ref, ours in (("srra_r2vproj", learner.to_visual), ("srra_r2tproj", learner.to_text)):
+            sd[f"{p}{ref}.weight"] = ours.weight
+            for i, res in enumerate(ours.res):
+                sd[f"{p}{ref}.srra.{i}.A"] = res.A
+                sd[f"{p}{ref}.srra.{i}.B"] = res.B
+                sd[f"{p}{ref}.srra.{i}.bias"] = res.bias
+        sd["image_encoder.A"] = learner.proj_A
+        sd["image_encoder.B"] = learner.proj_B
+    sd = {k: v.detach().clone() for k, v in sd.items()}
+    return {"state_dict": sd, "epoch": 5, "optimizer": None, "scheduler": None, "val_result": None}
+
+
+def test_reference_checkpoint_gives_identical_logits(trained, root, tmp_path):
+    variant, _, trainer, accuracy = trained
+    folder = tmp_path / "zoo" / FOLDER
+    folder.mkdir(parents=True)
+    torch.save(reference_checkpoint(trainer.model.learner, variant), folder / "model.pth.tar-5")
+
+    evaluator = make_trainer(root, tmp_path / "out", variant, "DATASET.SUBSAMPLE_CLASSES", "base",
+                             f"TRAINER.{variant}.REP_DIM", "32")
+    evaluator.load_model(str(tmp_path / "zoo"))
+    assert evaluator.arch == trainer.arch
+    images = next(iter(evaluator.test_loader))["img"]
+    with torch.no_grad():
+        ours = trainer.model.logits(images, trainer.model.text_features())
+        theirs = evaluator.model.logits(images, evaluator.model.text_features())
+    for a, b in zip(ours, theirs):
+        assert torch.equal(a, b)
+    assert evaluator.test() == pytest.approx(accuracy, abs=1e-9)

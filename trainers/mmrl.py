@@ -66,16 +66,8 @@ class MMRL(CLIPTrainer):
     # ---- building -------------------------------------------------------------------------------
     def arch_from_cfg(self, clip_model) -> RepArch:
         node = self.method_cfg
-        return RepArch(
-            variant=self.variant,
-            n_tokens=node.N_REP_TOKENS,
-            rep_layers=tuple(node.REP_LAYERS),
-            rep_dim=node.REP_DIM,
-            visual_width=clip_model.visual.conv1.weight.shape[0],
-            text_width=clip_model.ln_final.weight.shape[0],
-            embed_dim=clip_model.text_projection.shape[1],
-            **self.extra_arch(),
-        )
+        return RepArch.from_clip(clip_model, self.variant, node.N_REP_TOKENS, node.REP_LAYERS, node.REP_DIM,
+                                 **self.extra_arch())
 
     def extra_arch(self) -> dict:
         return {}
