@@ -1,0 +1,31 @@
+"""EuroSAT (RGB): ``eurosat/2750/<Class>/*.jpg`` and ``eurosat/split_zhou_EuroSAT.json``.
+Without the split file, one is drawn 50/20/30 per class from the folders, with the folder
+names turned into the readable class names below."""
+from typing import List, Tuple
+
+from mmrl.dassl.data.datasets import DATASET_REGISTRY, Datum
+from mmrl.data.benchmark import BenchmarkDataset, read_and_split_data
+from mmrl.data.check import DatasetLayout
+
+NEW_CNAMES = {
+    "AnnualCrop": "Annual Crop Land",
+    "Forest": "Forest",
+    "HerbaceousVegetation": "Herbaceous Vegetation Land",
+    "Highway": "Highway or Road",
+    "Industrial": "Industrial Buildings",
+    "Pasture": "Pasture Land",
+    "PermanentCrop": "Permanent Crop Land",
+    "Residential": "Residential Buildings",
+    "River": "River",
+    "SeaLake": "Sea or Lake",
+}
+
+
+@DATASET_REGISTRY.register()
+class EuroSAT(DatasetLayout, BenchmarkDataset):
+    dataset_dir = "eurosat"
+    image_dir = "2750"
+    split_file = "split_zhou_EuroSAT.json"
+
+    def create_split(self) -> Tuple[List[Datum], List[Datum], List[Datum]]:
+        return read_and_split_data(self.image_dir, new_cnames=NEW_CNAMES)

@@ -1,0 +1,17 @@
+"""Food-101: ``food-101/images/<dish>/*.jpg`` and ``food-101/split_zhou_Food101.json``.
+Without the split file, one is drawn 50/20/30 per class from the folders."""
+from typing import List, Tuple
+
+from mmrl.dassl.data.datasets import DATASET_REGISTRY, Datum
+from mmrl.data.benchmark import BenchmarkDataset, read_and_split_data
+from mmrl.data.check import DatasetLayout
+
+
+@DATASET_REGISTRY.register()
+class Food101(DatasetLayout, BenchmarkDataset):
+    dataset_dir = "food-101"
+    image_dir = "images"
+    split_file = "split_zhou_Food101.json"
+
+    def create_split(self) -> Tuple[List[Datum], List[Datum], List[Datum]]:
+        return read_and_split_data(self.image_dir)

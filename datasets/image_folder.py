@@ -1,0 +1,165 @@
+"""Your own images: one sub-folder of images per class.
+
+    <DATASET.ROOT>/<DATASET.FOLDER.DIR>/
+        <class_a>/*.jpg
+        <class_b>/*.png
+        classnames.txt            optional, lines "<folder> <class name>" (DATASET.FOLDER.CLASSNAMES)
+        split_image_folder.json   written on first use, read afterwards
+        split_fewshot/            few-shot caches
+
+The split is drawn once per class (P_TRAIN / P_VAL / rest) with its own generator seeded by
+DATASET.FOLDER.SPLIT_SEED, so every run seed sees the same split; few-shot sampling and
+base/new subsampling then work as for the benchmark datasets. Delete the split file to draw
+it again (e.g. after adding images or renaming classes).
+"""
+import os
+import random
+from typing import Dict, List, Optional, Tuple
+
+from mmrl.dassl.data.datasets import DATASET_REGISTRY, Datum
+from mmrl.dassl.utils import listdir_nohidden
+from mmrl.data.benchmark import BenchmarkDataset, dataset_path
+from mmrl.data.check import DATASETS_DOC, DatasetLayout, read_text_lines
+
+SPLIT_FILE = "split_image_folder.json"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+# Folders this dataset writes next to the class folders; never classes.
+_RESERVED = ("split_fewshot",)
+
+
+def is_image_file(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def data_folder(cfg) -> str:
+    """The data folder of the generic dataset, ``<DATASET.ROOT>/<DATASET.FOLDER.DIR>``."""
+    if not cfg.DATASET.FOLDER.DIR:
+        raise ValueError(
+            "DATASET.FOLDER.DIR is empty: set it to the folder (relative to DATASET.ROOT, or absolute) "
+            f"that holds one sub-folder of images per class; see {DATASETS_DOC}"
+        )
+    return dataset_path(cfg, cfg.DATASET.FOLDER.DIR)
+
+
+def scan_class_folders(folder: str) -> List[Tuple[str, List[str]]]:
+    """(class folder, sorted image file names) for every class sub-folder, sorted by folder name."""
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"ImageFolder: data folder {folder} does not exist (DATASET.FOLDER.DIR)")
+    classes = []
+    for name in sorted(listdir_nohidden(folder)):
+        path = os.path.join(folder, name)
+        if name in _RESERVED or not os.path.isdir(path):
+            continue
+        images = sorted(f for f in listdir_nohidden(path) if is_image_file(f) and os.path.isfile(os.path.join(path, f)))
+        if not images:
+            raise ValueError(
+                f"ImageFolder: class folder {path} holds no images (extensions: {', '.join(IMAGE_EXTENSIONS)}); "
+                "add images or remove the folder"
+            )
+        classes.append((name, images))
+    if not classes:
+        raise ValueError(
+            f"ImageFolder: {folder} has no class sub-folders; put the images of each class in a sub-folder "
+            "named after the class"
+        )
+    return classes
+
+
+def read_classname_file(path: str, folders: List[str]) -> Dict[str, str]:
+    """{folder: class name} from lines ``<folder> <class name>``; every class folder must be listed."""
+    names: Dict[str, str] = {}
+    for lineno, line in read_text_lines(path, "DATASET.FOLDER.CLASSNAMES"):
+        folder, _, name = line.partition(" ")
+        name = name.strip()
+        if not name:
+            raise ValueError(f"{path}, line {lineno}: {line!r} is not '<folder> <class name>'")
+        if folder not in folders:
+            raise ValueError(
+                f"{path}, line {lineno}: {folder!r} is not a class folder (folders: {', '.join(folders[:10])})"
+            )
+        names[folder] = name
+    missing = [f for f in folders if f not in names]
+    if missing:
+        raise ValueError(f"{path} gives no class name for the folder(s) {', '.join(missing[:10])}")
+    return names
+
+
+def classnames_path(cfg, folder: str) -> Optional[str]:
+    path = cfg.DATASET.FOLDER.CLASSNAMES
+    if not path:
+        return None
+    return os.path.join(folder, os.path.expanduser(path))  # an absolute path stays absolute
+
+
+@DATASET_REGISTRY.register()
+class ImageFolder(DatasetLayout, BenchmarkDataset):
+    image_dir = ""
+    split_file = SPLIT_FILE
+    # Needs DATASET.FOLDER.DIR, so the checker looks at it only when asked.
+    check_by_default = False
+
+    def __new__(cls, cfg):
+        # BenchmarkDataset reads the dataset folder from the class attribute, while this
+        # dataset's folder comes from the config: each instance gets a one-off subclass holding it.
+        per_folder = type(cls.__name__, (cls,), {"dataset_dir": data_folder(cfg), "__module__": cls.__module__})
+        return super().__new__(per_folder)
+
+    def __init__(self, cfg) -> None:
+        folder_cfg = cfg.DATASET.FOLDER
+        if "{}" not in folder_cfg.TEMPLATE:
+            raise ValueError(
+                f"DATASET.FOLDER.TEMPLATE {folder_cfg.TEMPLATE!r} has no '{{}}' where the class name goes, "
+                "e.g. 'a photo of a {}.'"
+            )
+        if not (0 < folder_cfg.P_TRAIN < 1 and 0 <= folder_cfg.P_VAL < 1 and folder_cfg.P_TRAIN + folder_cfg.P_VAL < 1):
+            raise ValueError(
+                f"DATASET.FOLDER.P_TRAIN={folder_cfg.P_TRAIN} and P_VAL={folder_cfg.P_VAL} must be fractions "
+                "with P_TRAIN > 0 and P_TRAIN + P_VAL < 1 (the rest is the test split)"
+            )
+        super().__init__(cfg)
+        self.template = folder_cfg.TEMPLATE
+
+    @classmethod
+    def required_paths(cls, cfg) -> List[str]:
+        return [data_folder(cfg)]
+
+    @classmethod
+    def layout_problem(cls, cfg) -> Optional[str]:
+        folder = data_folder(cfg)
+        try:
+            classes = scan_class_folders(folder)
+            names_file = classnames_path(cfg, folder)
+            if names_file:
+                read_classname_file(names_file, [c for c, _ in classes])
+        except (OSError, ValueError) as err:
+            return str(err)
+        return None
+
+    def create_split(self) -> Tuple[List[Datum], List[Datum], List[Datum]]:
+        folder_cfg = self.cfg.DATASET.FOLDER
+        classes = scan_class_folders(self.dataset_dir)
+        names_file = classnames_path(self.cfg, self.dataset_dir)
+        names = read_classname_file(names_file, [c for c, _ in classes]) if names_file else {}
+        # Its own generator: the split must not depend on (or disturb) the run seed's stream.
+        rng = random.Random(folder_cfg.SPLIT_SEED)
+        print(
+            f"Drawing a fixed split of {self.dataset_dir} ({folder_cfg.P_TRAIN:.0%} train, "
+            f"{folder_cfg.P_VAL:.0%} val, rest test per class; DATASET.FOLDER.SPLIT_SEED={folder_cfg.SPLIT_SEED})"
+        )
+        train, val, test = [], [], []
+        for label, (class_folder, images) in enumerate(classes):
+            rng.shuffle(images)
+            n_train = round(len(images) * folder_cfg.P_TRAIN)
+            n_val = round(len(images) * folder_cfg.P_VAL)
+            if n_train < 1 or len(images) - n_train - n_val < 1:
+                raise ValueError(
+                    f"ImageFolder: class folder {os.path.join(self.dataset_dir, class_folder)} has {len(images)} "
+                    f"images, too few for at least one train and one test image with P_TRAIN={folder_cfg.P_TRAIN}, "
+                    f"P_VAL={folder_cfg.P_VAL}; add images or change DATASET.FOLDER.P_TRAIN / P_VAL"
+                )
+            classname = names.get(class_folder, class_folder)
+            paths = [os.path.join(self.dataset_dir, class_folder, f) for f in images]
+            for target, chunk in ((train, paths[:n_train]), (val, paths[n_train:n_train + n_val]),
+                                  (test, paths[n_train + n_val:])):
+                target.extend(Datum(impath=p, label=label, classname=classname) for p in chunk)
+        return train, val, test

@@ -1,0 +1,13 @@
+"""ImageNet-R, test only: ``imagenet-rendition/imagenet-r/<wnid>/*.jpg`` plus ImageNet's
+classnames.txt. 200 classes with their own label space: label = index of the wnid among the
+200 sorted folders, not the ImageNet index."""
+from mmrl.dassl.data.datasets import DATASET_REGISTRY
+
+from .imagenet import WnidFolderVariant
+
+
+@DATASET_REGISTRY.register()
+class ImageNetR(WnidFolderVariant):
+    dataset_dir = "imagenet-rendition"
+    image_dir = "imagenet-r"
+    ignored = ("README.txt",)

@@ -1,0 +1,50 @@
+"""Oxford Flowers 102: ``oxford_flowers/jpg/image_<5 digits>.jpg`` and
+``oxford_flowers/split_zhou_OxfordFlowers.json``. Without the split file, ``imagelabels.mat``
+(needs scipy) and ``cat_to_name.json`` are read and a 50/20/30 split is drawn per class."""
+import os
+import random
+from collections import defaultdict
+from typing import Dict, List, Tuple
+
+from mmrl.dassl.data.datasets import DATASET_REGISTRY, Datum
+from mmrl.dassl.utils import read_json
+from mmrl.data.benchmark import BenchmarkDataset
+from mmrl.data.check import DATASETS_DOC, DatasetLayout
+
+from .stanford_cars import load_mat
+
+
+@DATASET_REGISTRY.register()
+class OxfordFlowers(DatasetLayout, BenchmarkDataset):
+    dataset_dir = "oxford_flowers"
+    image_dir = "jpg"
+    split_file = "split_zhou_OxfordFlowers.json"
+
+    def create_split(self) -> Tuple[List[Datum], List[Datum], List[Datum]]:
+        names_file = os.path.join(self.dataset_dir, "cat_to_name.json")
+        if not os.path.isfile(names_file):
+            raise FileNotFoundError(f"{names_file} is missing; see {DATASETS_DOC}")
+        lab2cname: Dict[str, str] = read_json(names_file)
+        labels = load_mat(os.path.join(self.dataset_dir, "imagelabels.mat"))["labels"][0]
+        by_label = defaultdict(list)
+        for index, label in enumerate(labels):
+            by_label[int(label)].append(os.path.join(self.image_dir, f"image_{index + 1:05d}.jpg"))
+
+        print("Splitting data into 50% train, 20% val, and 30% test")
+        train, val, test = [], [], []
+        # Labels in file order and the global random stream, so the draw matches the lineage's.
+        for label, impaths in by_label.items():
+            random.shuffle(impaths)
+            n_train = round(len(impaths) * 0.5)
+            n_val = round(len(impaths) * 0.2)
+            if min(n_train, n_val, len(impaths) - n_train - n_val) <= 0:
+                raise ValueError(f"OxfordFlowers: class {label} has too few images ({len(impaths)}) to split")
+            classname = lab2cname[str(label)]
+
+            def make(paths: List[str]) -> List[Datum]:
+                return [Datum(impath=p, label=label - 1, classname=classname) for p in paths]
+
+            train += make(impaths[:n_train])
+            val += make(impaths[n_train:n_train + n_val])
+            test += make(impaths[n_train + n_val:])
+        return train, val, test

@@ -1,0 +1,186 @@
+"""Check a data root before training: which datasets are present, missing or broken.
+
+    python -m mmrl.data.check --root DATA [--dataset NAME ...] [--folder DIR]
+
+Each dataset class knows its own layout (``DatasetLayout`` below); this module only
+iterates the registry, asks every class what it needs, and builds the dataset without
+few-shot sampling to count classes and images per split. Exit code 0 when every dataset
+asked for is present and readable, 1 otherwise.
+
+Building a dataset is what the first training run does too, so the check leaves behind
+what that run would: ImageNet's ``preprocessed.pkl``, the generic folder's split file and
+the (empty) ``split_fewshot/`` folders.
+"""
+import argparse
+import contextlib
+import io
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from mmrl.data.benchmark import dataset_path
+
+DATASETS_DOC = "DATASETS.md"
+
+
+def read_text_lines(path: str, what: str) -> List[Tuple[int, str]]:
+    """Non-empty stripped lines of a dataset's text file with their 1-based line numbers;
+    a missing file is reported with what it is and where the instructions are."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} is missing ({what}); see {DATASETS_DOC} for the expected layout")
+    with open(path, encoding="utf-8") as f:
+        lines = [(n, line.strip()) for n, line in enumerate(f, start=1)]
+    return [(n, line) for n, line in lines if line]
+
+
+class DatasetLayout:
+    """What a dataset class tells the checker about its files.
+
+    Mixed into every benchmark dataset class. The defaults fit the datasets whose split comes
+    from a ``split_zhou_*.json`` file next to an image folder; the others override them.
+    """
+
+    # Set by the dataset class (the benchmark base class gives the defaults).
+    dataset_dir: str
+    image_dir: str
+    split_file: str
+    # Datasets listed when the checker is run without --dataset.
+    check_by_default: bool = True
+
+    @classmethod
+    def required_paths(cls, cfg) -> List[str]:
+        """Paths that must exist under ``cfg.DATASET.ROOT`` before the dataset can be built, in
+        the order the checker reports the first missing one."""
+        folder = dataset_path(cfg, cls.dataset_dir)
+        paths = [folder, os.path.join(folder, cls.image_dir)]
+        if getattr(cls, "split_file", ""):
+            paths.append(os.path.join(folder, cls.split_file))
+        return paths
+
+    @classmethod
+    def layout_problem(cls, cfg) -> Optional[str]:
+        """A known broken layout, explained, or None. Only called once every required path exists."""
+        return None
+
+
+@dataclass
+class Report:
+    name: str
+    status: str  # "present" | "missing" | "broken"
+    detail: str = ""
+    # split name -> (number of classes, number of images)
+    counts: Dict[str, Tuple[int, int]] = field(default_factory=dict)
+
+    def line(self) -> str:
+        if self.status == "present":
+            parts = [f"{split} {n_img:,} images / {n_cls} classes" for split, (n_cls, n_img) in self.counts.items()]
+            return f"[present] {self.name}: " + ", ".join(parts)
+        return f"[{self.status}] {self.name}: {self.detail}"
+
+
+def _split_counts(items: Optional[list]) -> Tuple[int, int]:
+    items = items or []
+    return len({item.label for item in items}), len(items)
+
+
+def check_dataset(dataset_cls: type, cfg) -> Report:
+    """Check one registered dataset class under ``cfg.DATASET.ROOT`` and count its splits."""
+    name = dataset_cls.__name__
+    try:
+        required = dataset_cls.required_paths(cfg)
+    except ValueError as err:  # e.g. the generic folder dataset without a folder
+        return Report(name, "missing", str(err))
+    for path in required:
+        if not os.path.exists(path):
+            return Report(name, "missing", f"{path} does not exist (see {DATASETS_DOC})")
+    problem = dataset_cls.layout_problem(cfg)
+    if problem:
+        return Report(name, "broken", problem)
+
+    run_cfg = cfg.clone()
+    run_cfg.defrost()
+    run_cfg.DATASET.NAME = name
+    run_cfg.DATASET.NUM_SHOTS = 0
+    run_cfg.DATASET.SUBSAMPLE_CLASSES = "all"
+    run_cfg.freeze()
+    # Building prints the lineage's progress lines; the report is the output here.
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            dataset = dataset_cls(run_cfg)
+    except (OSError, ValueError, KeyError, AssertionError) as err:
+        return Report(name, "broken", f"{type(err).__name__}: {err}")
+    counts = {"train": _split_counts(dataset.train_x)}
+    if dataset.val:
+        counts["val"] = _split_counts(dataset.val)
+    counts["test"] = _split_counts(dataset.test)
+    return Report(name, "present", counts=counts)
+
+
+def checkable_datasets() -> Dict[str, type]:
+    """Every registered dataset class that describes its layout, by registry name."""
+    try:
+        import datasets  # noqa: F401  (registers every dataset module of the repository)
+    except ImportError as err:
+        raise SystemExit(
+            "cannot import the repository's `datasets` package; run the check from the repository root "
+            f"(python -m mmrl.data.check ...): {err}"
+        )
+    from mmrl.dassl.data.datasets import DATASET_REGISTRY
+
+    found = {}
+    for name in DATASET_REGISTRY.registered_names():
+        cls = DATASET_REGISTRY.get(name)
+        if isinstance(cls, type) and issubclass(cls, DatasetLayout):
+            found[name] = cls
+    return found
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m mmrl.data.check",
+        description="Report which benchmark datasets under a data root are present, missing or broken.",
+    )
+    parser.add_argument("--root", required=True, help="the data root (DATASET.ROOT)")
+    parser.add_argument(
+        "--dataset", nargs="+", default=None, metavar="NAME",
+        help="registry names to check (default: the 15 benchmark datasets)",
+    )
+    parser.add_argument(
+        "--folder", default="",
+        help="DATASET.FOLDER.DIR for the generic ImageFolder dataset (relative to --root)",
+    )
+    parser.add_argument(
+        "--classnames", default="", help="DATASET.FOLDER.CLASSNAMES for the generic ImageFolder dataset",
+    )
+    args = parser.parse_args(argv)
+
+    available = checkable_datasets()
+    if args.dataset:
+        unknown = [n for n in args.dataset if n not in available]
+        if unknown:
+            parser.error(
+                f"unknown dataset name(s) {', '.join(unknown)}; choose from {', '.join(sorted(available))}"
+            )
+        names = list(args.dataset)
+    else:
+        names = [n for n, cls in available.items() if cls.check_by_default]
+
+    from mmrl.dassl.config import get_cfg_default
+
+    cfg = get_cfg_default()
+    cfg.DATASET.ROOT = args.root
+    cfg.DATASET.FOLDER.DIR = args.folder
+    cfg.DATASET.FOLDER.CLASSNAMES = args.classnames
+
+    print(f"Data root: {os.path.abspath(os.path.expanduser(args.root))}")
+    reports = [check_dataset(available[name], cfg) for name in names]
+    for report in reports:
+        print(report.line())
+    n_ok = sum(r.status == "present" for r in reports)
+    print(f"{n_ok} of {len(reports)} datasets present. Download instructions: {DATASETS_DOC}")
+    return 0 if n_ok == len(reports) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
