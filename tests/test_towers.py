@@ -1,0 +1,153 @@
+import copy
+
+import pytest
+import torch
+
+from mmrl.model.clip_loader import tokenize
+from mmrl.model.towers import ImageTower, TextTower, causal_mask, run_block, splice_tokens
+
+K = 3
+PROMPTS = ["a photo of a dog.", "a photo of a tiny red car.", "cat"]
+
+
+@pytest.fixture(scope="module")
+def images():
+    return torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.fixture(scope="module")
+def tokens():
+    return tokenize(PROMPTS)
+
+
+def plain_image_forward(visual, images, layers, tokens_per_layer):
+    """CLIP's image encoder written out, each block run by its own forward."""
+    x = visual.conv1(images)
+    x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
+    cls = visual.class_embedding + torch.zeros(x.shape[0], 1, x.shape[-1])
+    x = visual.ln_pre(torch.cat([cls, x], dim=1) + visual.positional_embedding).permute(1, 0, 2)
+    for i, block in enumerate(visual.transformer.resblocks):
+        number = i + 1
+        if number in layers:
+            t = tokens_per_layer[layers.index(number)].unsqueeze(1).expand(-1, x.shape[1], -1)
+            if number == layers[0]:
+                x = torch.cat([x[:1], t, x[1:]])
+            else:
+                x = torch.cat([x[:1], t, x[1 + K:]])
+        x = block(x)
+    x = x.permute(1, 0, 2)
+    f_c = visual.ln_post(x[:, 0]) @ visual.proj
+    f_r = visual.ln_post(x[:, 1:1 + K]).mean(dim=1) @ visual.proj
+    return f_c, f_r
+
+
+def plain_text_forward(model, tokens, layers, tokens_per_layer, seen_lengths):
+    """CLIP's text encoder written out; each block is a copy whose attn_mask is set to a fresh mask."""
+    x = (model.token_embedding(tokens) + model.positional_embedding).permute(1, 0, 2)
+    for i, block in enumerate(model.transformer.resblocks):
+        number = i + 1
+        if number in layers:
+            t = tokens_per_layer[layers.index(number)].unsqueeze(1).expand(-1, x.shape[1], -1)
+            if number == layers[0]:
+                x = torch.cat([x[:1], t, x[1:]])
+            else:
+                x = torch.cat([x[:1], t, x[1 + K:]])
+        n = x.shape[0]
+        own = copy.deepcopy(block)
+        own.attn_mask = torch.triu(torch.full((n, n), float("-inf")), diagonal=1)
+        seen_lengths.append(n)
+        x = own(x)
+    x = model.ln_final(x.permute(1, 0, 2))
+    eot = tokens.argmax(dim=-1) + K
+    return x[torch.arange(x.shape[0]), eot] @ model.text_projection
+
+
+def test_zero_tokens_equal_clip_encoders(mini_clip, images, tokens):
+    with torch.no_grad():
+        image = ImageTower(mini_clip.visual).encode(images)
+        text = TextTower(mini_clip).encode(tokens)
+        assert torch.allclose(image, mini_clip.encode_image(images), atol=1e-6, rtol=0)
+        assert torch.allclose(text, mini_clip.encode_text(tokens), atol=1e-6, rtol=0)
+
+
+def test_run_block_equals_block_forward(mini_clip):
+    x = torch.randn(77, 2, 128)
+    block = mini_clip.transformer.resblocks[4]
+    with torch.no_grad():
+        assert torch.allclose(run_block(block, x, causal_mask(77, x.dtype, x.device)), block(x), atol=1e-6, rtol=0)
+        vblock = mini_clip.visual.transformer.resblocks[0]
+        assert torch.allclose(run_block(vblock, x[:17], None), vblock(x[:17]), atol=1e-6, rtol=0)
+
+
+def test_causal_mask_values_and_cache():
+    m = causal_mask(3, torch.float32, torch.device("cpu"))
+    inf = float("-inf")
+    assert m.tolist() == [[0.0, inf, inf], [0.0, 0.0, inf], [0.0, 0.0, 0.0]]
+    assert causal_mask(3, torch.float32, torch.device("cpu")) is m
+    assert causal_mask(3, torch.float64, torch.device("cpu")).dtype == torch.float64
+
+
+@pytest.mark.parametrize("layers", [[6, 7, 8, 9, 10, 11, 12], [3, 5, 9]])
+def test_image_tower_with_tokens_equals_plain_recomputation(mini_clip, images, layers):
+    g = torch.Generator().manual_seed(1)
+    toks = [torch.randn(K, 128, generator=g) for _ in layers]
+    tower = ImageTower(mini_clip.visual)
+    with torch.no_grad():
+        x = tower.run(tower.embed(images), 0, 12, {n - 1: t for n, t in zip(layers, toks)})
+        assert x.shape == (1 + K + 16, 2, 128)
+        want_c, want_r = plain_image_forward(mini_clip.visual, images, layers, toks)
+        assert torch.allclose(tower.cls_feature(x), want_c, atol=1e-5, rtol=0)
+        assert torch.allclose(tower.token_feature(x, K, mini_clip.visual.proj), want_r, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("layers", [[6, 7, 8, 9, 10, 11, 12], [3, 5, 9]])
+def test_text_tower_with_tokens_equals_plain_recomputation(mini_clip, tokens, layers):
+    g = torch.Generator().manual_seed(2)
+    toks = [torch.randn(K, 128, generator=g) for _ in layers]
+    tower = TextTower(mini_clip)
+    clip_mask = mini_clip.transformer.resblocks[0].attn_mask
+    lengths = []
+    with torch.no_grad():
+        # split at the first insertion block, as the model caches the lower part
+        lower = tower.run(tower.embed(tokens), 0, layers[0] - 1)
+        x = tower.run(lower, layers[0] - 1, 12, {n - 1: t for n, t in zip(layers, toks)})
+        got = tower.feature(x, tokens.argmax(dim=-1), shift=K)
+        want = plain_text_forward(mini_clip, tokens, layers, toks, lengths)
+    assert torch.allclose(got, want, atol=1e-5, rtol=0)
+    j = layers[0]
+    assert lengths == [77] * (j - 1) + [77 + K] * (12 - j + 1)
+    assert x.shape == (77 + K, 3, 128)
+    # CLIP's own blocks are untouched: same mask object, still 77 long
+    assert mini_clip.transformer.resblocks[0].attn_mask is clip_mask and clip_mask.shape == (77, 77)
+
+
+def test_eot_feature_reads_shifted_position(mini_clip):
+    tower = TextTower(mini_clip)
+    x = torch.zeros(77 + K, 2, 128)
+    x[4 + K, 0] = torch.arange(128.0)
+    x[9 + K, 1] = -torch.arange(128.0)
+    eot = torch.tensor([4, 9])
+    with torch.no_grad():
+        f = tower.feature(x, eot, shift=K)
+        want = mini_clip.ln_final(torch.stack([x[4 + K, 0], x[9 + K, 1]])) @ mini_clip.text_projection
+    assert torch.equal(f, want)
+
+
+def test_splice_modes():
+    x = torch.arange(5.0).view(5, 1, 1).expand(5, 2, 1)  # positions 0..4, batch 2, width 1
+    t = torch.tensor([[10.0], [20.0]])
+    assert splice_tokens(x, t, "insert")[:, 0, 0].tolist() == [0, 10, 20, 1, 2, 3, 4]
+    assert splice_tokens(x, t, "replace")[:, 1, 0].tolist() == [0, 10, 20, 3, 4]
+    assert splice_tokens(x, t, "blend", beta=0.25)[:, 0, 0].tolist() == [0, 3.25, 6.5, 3, 4]
+    with pytest.raises(ValueError, match="unknown splice mode 'append'"):
+        splice_tokens(x, t, "append")
+
+
+def test_wrong_image_size_names_both_sizes(mini_clip):
+    with pytest.raises(ValueError, match=r"expects images of shape \[B, 3, 32, 32\], got \[1, 3, 224, 224\]"):
+        ImageTower(mini_clip.visual).embed(torch.zeros(1, 3, 224, 224))
+
+
+def test_block_range_is_checked(mini_clip):
+    with pytest.raises(ValueError, match=r"block range \[0, 13\) is outside 0..12"):
+        ImageTower(mini_clip.visual).run(torch.zeros(17, 1, 128), 0, 13)
