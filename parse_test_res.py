@@ -39,7 +39,6 @@ import math
 import os
 import re
 import sys
-import warnings
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -124,14 +123,17 @@ def ci95(values: Sequence[float]) -> float:
 
 def summarize_directory(directory: str, keyword: str, use_ci95: bool) -> float:
     """Print and save (``directory/parse.txt``) the per-seed values and their summary; return the mean."""
+    # Imported here: the engine's helpers pull in torch, which the table mode does not need.
+    from mmrl.dassl.utils.tools import check_isfile, listdir_nohidden
+
     regex = metric_regex(keyword)
     print(f"Parsing files in {directory}")
     lines = []
     values = []
-    for name in sorted(n for n in os.listdir(directory) if not n.startswith(".")):
+    # Every entry is tried, files included (parse.txt warns and is skipped), as in the lineage.
+    for name in listdir_nohidden(directory, sort=True):
         log_path = os.path.join(directory, name, "log.txt")
-        if not os.path.isfile(log_path):
-            warnings.warn(f'No file found at "{log_path}"')
+        if not check_isfile(log_path):
             continue
         value = read_metric(log_path, regex)
         if value is None:

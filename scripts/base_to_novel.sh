@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Base-to-novel sweep: for every dataset, train on the base classes then test on the new
+# classes (scripts/<trainer>/base2new_{train,test}.sh), then print the Base/New/HM table.
+# Usage: bash scripts/base_to_novel.sh MMRL|MMRLpp|ZeroshotCLIP [SEED]
+#   DATASETS="..." restricts the list (default: the 11 benchmark datasets; DATASETS=demo runs
+#   the built-in demo); datasets whose folder is missing under $DATA are skipped and listed.
+# Results: $OUTPUT/base2new/{train_base,test_new}/<dataset>/shots_16/<trainer>/<cfg>/seed<S>/
+# Environment (DATA, OUTPUT, PYTHON, OPTS, FORCE): see scripts/common.sh.
+set -euo pipefail
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+[[ $# -ge 1 && $# -le 2 ]] || die "usage: bash $0 MMRL|MMRLpp|ZeroshotCLIP [SEED]"
+require_repo_root
+TRAINER=$1
+SEED_ARG=(${2:+"$2"})
+DIR=$(trainer_scripts "$TRAINER")
+# shellcheck disable=SC2086  # the dataset list is split on purpose
+sort_by_data ${DATASETS:-$B2N_DATASETS}
+FAILED=()
+for dataset in "${HAVE_DATA[@]}"; do
+    if sweep_step "$DIR/base2new_train.sh" "$dataset" "${SEED_ARG[@]}"; then
+        sweep_step "$DIR/base2new_test.sh" "$dataset" "${SEED_ARG[@]}" || true
+    fi
+done
+echo
+"$PYTHON" parse_test_res.py --table b2n --trainer "$TRAINER" "$OUTPUT"
+sweep_report

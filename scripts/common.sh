@@ -1,0 +1,409 @@
+# shellcheck shell=bash
+# Logic shared by the protocol scripts (scripts/{mmrl,mmrlpp,zsclip}/*.sh) and the sweeps
+# (scripts/*.sh). Sourced, never run. Run every script from the repository root.
+#
+# The caller sets, before sourcing:
+#   TRAINER        registered trainer name (MMRL, MMRLpp, ZeroshotCLIP)
+#   EVAL_ONLY=1    the trainer learns nothing (zero-shot): "train" jobs only evaluate and
+#                  test jobs need no trained model
+#   ONE_CFG=NAME   use configs/trainers/$TRAINER/NAME.yaml for every protocol
+#   DEFAULT_SEEDS  seeds run when none is given (default: 1 2 3)
+#   CD_OPTS        trainer-specific opts of the cross-dataset jobs (array)
+#
+# Environment read here:
+#   DATA     dataset root (required, except for the demo, which defaults to ./data and is
+#            generated there on first use)
+#   OUTPUT   output root (default: output)
+#   PYTHON   interpreter (default: python)
+#   OPTS     extra "KEY VALUE ..." config overrides appended after the protocol's own opts;
+#            split on whitespace, so write tuples without spaces, e.g. "INPUT.SIZE (32,32)"
+#   FORCE=1  rerun jobs whose results exist (their seed folder is removed first)
+#   SHOTS    shots of the few-shot protocol (default: "1 2 4 8 16")
+#
+# Output tree (the lineage's; cross-dataset runs live in the base2new tree too):
+#   $OUTPUT/base2new/train_base/<dataset>/shots_16/<trainer>/<cfg>/seed<S>
+#   $OUTPUT/base2new/test_new/<dataset>/shots_16/<trainer>/<cfg>/seed<S>
+#   $OUTPUT/few_shot/<dataset>/shots_<K>/<trainer>/<cfg>/seed<S>
+
+: "${PYTHON:=python}"
+: "${OUTPUT:=output}"
+: "${FORCE:=0}"
+: "${EVAL_ONLY:=0}"
+: "${ONE_CFG:=}"
+if [[ -z ${DEFAULT_SEEDS+x} ]]; then DEFAULT_SEEDS=(1 2 3); fi
+if [[ -z ${CD_OPTS+x} ]]; then CD_OPTS=(); fi
+read -r -a EXTRA_OPTS <<< "${OPTS:-}"
+
+B2N_SHOTS=16
+CROSS_SUFFIX=cross_datasets
+# The papers' datasets, in the order the lineage's sweeps run them (small ones first).
+B2N_DATASETS="eurosat dtd ucf101 oxford_flowers oxford_pets fgvc_aircraft caltech101 food101 stanford_cars sun397 imagenet"
+XD_TARGETS="dtd eurosat ucf101 oxford_flowers oxford_pets fgvc_aircraft caltech101 food101 stanford_cars sun397"
+DG_TARGETS="imagenet_a imagenet_r imagenet_sketch imagenetv2"
+
+die() {
+    echo "ERROR: $*" >&2
+    exit 1
+}
+
+# The folder a dataset reads under $DATA (its class's dataset_dir); empty for the demo,
+# which is generated on first use.
+data_folder() {
+    case $1 in
+        caltech101) echo caltech-101 ;;
+        food101) echo food-101 ;;
+        imagenet_sketch) echo imagenet-sketch ;;
+        imagenet_a) echo imagenet-adversarial ;;
+        imagenet_r) echo imagenet-rendition ;;
+        demo) echo "" ;;
+        *) echo "$1" ;;
+    esac
+}
+
+require_repo_root() {
+    [[ -f train.py && -f parse_test_res.py ]] ||
+        die "run the scripts from the repository root (the folder holding train.py), not from $(pwd)"
+}
+
+# SEEDS from an optional argument.
+set_seeds() {
+    if [[ -z ${1:-} ]]; then
+        SEEDS=("${DEFAULT_SEEDS[@]}")
+    elif [[ $1 =~ ^[1-9][0-9]*$ ]]; then
+        # Seed 0 is refused: train.py, like the lineage, ignores --seed 0 (the run is unseeded).
+        SEEDS=("$1")
+    else
+        die "SEED must be a positive integer, got '$1'"
+    fi
+}
+
+is_seed() {
+    [[ ${1:-} =~ ^[0-9]+$ ]]
+}
+
+# DATA_ROOT from $DATA, checked for the datasets given. The demo generates its images under
+# the root on first use, so for the demo alone the root is created (./data when DATA is unset).
+set_data_root() {
+    local dataset only_demo=1
+    for dataset in "$@"; do
+        [[ $dataset == demo ]] || only_demo=0
+    done
+    if [[ -n ${DATA:-} ]]; then
+        DATA_ROOT=$DATA
+    elif [[ $only_demo == 1 ]]; then
+        DATA_ROOT=./data
+    else
+        die "DATA is not set: point it at the folder that holds your datasets, e.g." \
+            "DATA=/path/to/datasets bash $0 $*  (the built-in demo needs no DATA)"
+    fi
+    if [[ $only_demo == 1 ]]; then
+        mkdir -p -- "$DATA_ROOT"
+    fi
+    [[ -d $DATA_ROOT ]] || die "DATA=$DATA_ROOT is not a folder: set DATA to the folder that holds your datasets"
+}
+
+check_dataset_config() {
+    [[ -f configs/datasets/$1.yaml ]] ||
+        die "no configs/datasets/$1.yaml: DATASET must be one of: $(cd configs/datasets && ls -- *.yaml | sed 's/\.yaml$//' | tr '\n' ' ')"
+}
+
+# The trainer config of a protocol (b2n, fs, cd) for a dataset, as the lineage chooses it.
+cfg_for() {
+    local protocol=$1 dataset=$2
+    if [[ $dataset == demo ]]; then
+        echo demo
+    elif [[ -n $ONE_CFG ]]; then
+        echo "$ONE_CFG"
+    elif [[ $protocol == cd ]]; then
+        echo vit_b16_cross_datasets
+    elif [[ $dataset == imagenet ]]; then
+        echo vit_b16_imagenet
+    elif [[ $protocol == fs ]]; then
+        echo vit_b16_few_shot
+    else
+        echo vit_b16
+    fi
+}
+
+# The config folder of a cross-dataset run. When the config is shared with base-to-novel
+# (the demo, the zero-shot baseline) the folder gets the "_cross_datasets" suffix, so the two
+# protocols never write into the same seed folders.
+cd_folder() {
+    if [[ $1 == *$CROSS_SUFFIX ]]; then echo "$1"; else echo "$1_$CROSS_SUFFIX"; fi
+}
+
+check_trainer_config() {
+    [[ -f configs/trainers/$TRAINER/$1.yaml ]] || die "no trainer config configs/trainers/$TRAINER/$1.yaml"
+}
+
+# The last "* accuracy: X%" of a log after its first "=> result" line; with a second argument,
+# only a result block that follows that line counts (e.g. "Finish training"). Prints nothing
+# when there is no such result.
+final_accuracy() {
+    local log=$1 after=${2:-}
+    [[ -f $log ]] || return 0
+    awk -v after="$after" '
+        BEGIN { started = (after == "") }
+        { line = $0; gsub(/^[ \t\r]+|[ \t\r]+$/, "", line) }
+        !started { if (line == after) started = 1; next }
+        line == "=> result" { armed = 1 }
+        armed && line ~ /^\* accuracy: [-+.0-9eE]+%$/ { value = line; sub(/^\* accuracy: /, "", value); sub(/%$/, "", value) }
+        END { if (value != "") print value }
+    ' "$log"
+}
+
+# The accuracy of a finished job in DIR; MODE train needs the final test after training.
+job_accuracy() {
+    local dir=$1 mode=$2
+    if [[ $mode == train ]]; then
+        final_accuracy "$dir/log.txt" "Finish training"
+    else
+        final_accuracy "$dir/log.txt"
+    fi
+}
+
+# run_job TAG DIR MODE SEED DATASET CFG MODEL_DIR OPT...
+#   MODE train: train, then test (train.py's normal run); MODE eval: --eval-only, loading
+#   MODEL_DIR when not empty. Skips finished jobs, reruns unfinished ones, prints one summary line.
+run_job() {
+    local tag=$1 dir=$2 mode=$3 seed=$4 dataset=$5 cfg=$6 model_dir=$7
+    shift 7
+    local acc start rc
+    if [[ -d $dir ]]; then
+        acc=$(job_accuracy "$dir" "$mode")
+        if [[ $FORCE == 1 ]]; then
+            echo "FORCE=1: removing $dir and running the job again"
+            rm -rf -- "$dir"
+        elif [[ -n $acc ]]; then
+            echo "Oops! The results exist at ${dir} (so skip this job)"
+            echo "[$tag] accuracy ${acc}% (existing results) -> $dir"
+            return 0
+        elif [[ -f $dir/log.txt ]]; then
+            # Kept aside rather than deleted; a checkpoint left by the run lets the engine resume.
+            local kept
+            kept="$dir/log.txt.unfinished-$(date +%Y-%m-%d-%H-%M-%S)"
+            echo "Unfinished run at $dir (its log.txt has no final '=> result'): running it again (old log kept as $kept)"
+            mv -- "$dir/log.txt" "$kept"
+        fi
+    fi
+
+    local cmd=("$PYTHON" train.py --root "$DATA_ROOT" --seed "$seed" --trainer "$TRAINER"
+        --dataset-config-file "configs/datasets/$dataset.yaml"
+        --config-file "configs/trainers/$TRAINER/$cfg.yaml" --output-dir "$dir")
+    if [[ -n $model_dir ]]; then cmd+=(--model-dir "$model_dir"); fi
+    if [[ $mode == eval ]]; then cmd+=(--eval-only); fi
+    cmd+=("$@" "${EXTRA_OPTS[@]}")
+
+    echo "Running: ${cmd[*]}"
+    start=$SECONDS
+    rc=0
+    "${cmd[@]}" || rc=$?
+    if [[ $rc -ne 0 ]]; then
+        echo "[$tag] FAILED (exit $rc, $((SECONDS - start))s) -> $dir" >&2
+        exit "$rc"
+    fi
+    acc=$(job_accuracy "$dir" "$mode")
+    [[ -n $acc ]] || die "[$tag] train.py exited normally but $dir/log.txt has no final '=> result' accuracy"
+    echo "[$tag] accuracy ${acc}% ($((SECONDS - start))s) -> $dir"
+}
+
+# The lineage's per-folder summary of the seeds of a run.
+summarize() {
+    "$PYTHON" parse_test_res.py "$1/"
+}
+
+# A test job needs the trained model of the same seed.
+require_trained() {
+    local dir=$1 hint=$2
+    [[ -d $dir ]] || die "no trained model at $dir: run '$hint' first"
+    [[ -n $(job_accuracy "$dir" train) ]] ||
+        die "the training run at $dir did not finish (no final '=> result' in its log.txt): run '$hint' again, with FORCE=1"
+}
+
+# The mode of a job that trains (eval for a trainer that learns nothing).
+train_mode() {
+    if [[ $EVAL_ONLY == 1 ]]; then echo eval; else echo train; fi
+}
+
+script_dir() {
+    dirname "$0"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Protocols. Each takes the script's arguments.
+
+base2new_train() {
+    [[ $# -ge 1 && $# -le 2 ]] || die "usage: bash $0 DATASET [SEED]"
+    local dataset=$1 cfg seed dir
+    set_seeds "${2:-}"
+    require_repo_root
+    check_dataset_config "$dataset"
+    set_data_root "$dataset"
+    cfg=$(cfg_for b2n "$dataset")
+    check_trainer_config "$cfg"
+    for seed in "${SEEDS[@]}"; do
+        dir=$OUTPUT/base2new/train_base/$dataset/shots_$B2N_SHOTS/$TRAINER/$cfg/seed$seed
+        run_job "$TRAINER $dataset seed$seed base2new_train" "$dir" "$(train_mode)" "$seed" "$dataset" "$cfg" "" \
+            DATASET.NUM_SHOTS "$B2N_SHOTS" DATASET.SUBSAMPLE_CLASSES base TASK B2N
+    done
+    summarize "$(dirname "$dir")"
+}
+
+base2new_test() {
+    [[ $# -ge 1 && $# -le 2 ]] || die "usage: bash $0 DATASET [SEED]"
+    local dataset=$1 cfg seed dir tail model_dir
+    set_seeds "${2:-}"
+    require_repo_root
+    check_dataset_config "$dataset"
+    set_data_root "$dataset"
+    cfg=$(cfg_for b2n "$dataset")
+    check_trainer_config "$cfg"
+    for seed in "${SEEDS[@]}"; do
+        tail=$dataset/shots_$B2N_SHOTS/$TRAINER/$cfg/seed$seed
+        dir=$OUTPUT/base2new/test_new/$tail
+        model_dir=""
+        if [[ $EVAL_ONLY != 1 ]]; then
+            model_dir=$OUTPUT/base2new/train_base/$tail
+            require_trained "$model_dir" "bash $(script_dir)/base2new_train.sh $dataset $seed"
+        fi
+        run_job "$TRAINER $dataset seed$seed base2new_test" "$dir" eval "$seed" "$dataset" "$cfg" "$model_dir" \
+            DATASET.NUM_SHOTS "$B2N_SHOTS" DATASET.SUBSAMPLE_CLASSES new TASK B2N
+    done
+    summarize "$(dirname "$dir")"
+}
+
+few_shot() {
+    [[ $# -ge 1 && $# -le 2 ]] || die "usage: bash $0 DATASET [SEED]"
+    local dataset=$1 cfg seed dir shots
+    set_seeds "${2:-}"
+    require_repo_root
+    check_dataset_config "$dataset"
+    set_data_root "$dataset"
+    cfg=$(cfg_for fs "$dataset")
+    check_trainer_config "$cfg"
+    for shots in ${SHOTS:-1 2 4 8 16}; do
+        [[ $shots =~ ^[1-9][0-9]*$ ]] || die "SHOTS must list positive integers, got '$shots'"
+        for seed in "${SEEDS[@]}"; do
+            dir=$OUTPUT/few_shot/$dataset/shots_$shots/$TRAINER/$cfg/seed$seed
+            run_job "$TRAINER $dataset shots$shots seed$seed few_shot" "$dir" train "$seed" "$dataset" "$cfg" "" \
+                DATASET.NUM_SHOTS "$shots" TASK FS
+        done
+        summarize "$(dirname "$dir")"
+    done
+}
+
+# The source of cross-dataset runs: ImageNet, or the demo for the demo (its own source and target).
+cd_source_of() {
+    if [[ $1 == demo ]]; then echo demo; else echo imagenet; fi
+}
+
+# Arguments [SOURCE] [SEED] (SOURCE: imagenet, the default, or demo).
+cross_datasets_train() {
+    local source=imagenet cfg folder seed dir
+    if [[ $# -ge 1 ]] && ! is_seed "$1"; then
+        source=$1
+        shift
+    fi
+    [[ $# -le 1 ]] || die "usage: bash $0 [imagenet|demo] [SEED]"
+    [[ $source == imagenet || $source == demo ]] ||
+        die "the cross-dataset source is imagenet (or demo for the built-in demo), got '$source'"
+    set_seeds "${1:-}"
+    require_repo_root
+    check_dataset_config "$source"
+    set_data_root "$source"
+    cfg=$(cfg_for cd "$source")
+    check_trainer_config "$cfg"
+    folder=$(cd_folder "$cfg")
+    for seed in "${SEEDS[@]}"; do
+        dir=$OUTPUT/base2new/train_base/$source/shots_$B2N_SHOTS/$TRAINER/$folder/seed$seed
+        run_job "$TRAINER $source seed$seed cross_datasets_train" "$dir" "$(train_mode)" "$seed" "$source" "$cfg" "" \
+            DATASET.NUM_SHOTS "$B2N_SHOTS" "${CD_OPTS[@]}" TASK CD
+    done
+    summarize "$(dirname "$dir")"
+}
+
+# Arguments [DATASET] [SEED]; no DATASET: the 10 cross-dataset targets and the 4 ImageNet variants.
+cross_datasets_test() {
+    local targets="$XD_TARGETS $DG_TARGETS" dataset source cfg folder seed dir model_dir
+    if [[ $# -ge 1 ]] && ! is_seed "$1"; then
+        targets=$1
+        shift
+    fi
+    [[ $# -le 1 ]] || die "usage: bash $0 [DATASET] [SEED]"
+    set_seeds "${1:-}"
+    require_repo_root
+    for dataset in $targets; do
+        check_dataset_config "$dataset"
+    done
+    # shellcheck disable=SC2086  # the target list is split on purpose
+    set_data_root $targets
+    for dataset in $targets; do
+        source=$(cd_source_of "$dataset")
+        cfg=$(cfg_for cd "$dataset")
+        check_trainer_config "$cfg"
+        folder=$(cd_folder "$cfg")
+        for seed in "${SEEDS[@]}"; do
+            dir=$OUTPUT/base2new/test_new/$dataset/shots_$B2N_SHOTS/$TRAINER/$folder/seed$seed
+            model_dir=""
+            if [[ $EVAL_ONLY != 1 ]]; then
+                model_dir=$OUTPUT/base2new/train_base/$source/shots_$B2N_SHOTS/$TRAINER/$folder/seed$seed
+                require_trained "$model_dir" "bash $(script_dir)/cross_datasets_train.sh $source $seed"
+            fi
+            run_job "$TRAINER $dataset seed$seed cross_datasets_test" "$dir" eval "$seed" "$dataset" "$cfg" "$model_dir" \
+                DATASET.NUM_SHOTS "$B2N_SHOTS" "${CD_OPTS[@]}" TASK CD
+        done
+        summarize "$(dirname "$dir")"
+    done
+}
+
+# ---------------------------------------------------------------------------------------------
+# Sweeps (scripts/*.sh TRAINER [SEED]).
+
+# The protocol-script folder of a trainer.
+trainer_scripts() {
+    case $1 in
+        MMRL) echo scripts/mmrl ;;
+        MMRLpp) echo scripts/mmrlpp ;;
+        ZeroshotCLIP) echo scripts/zsclip ;;
+        *) die "TRAINER must be MMRL, MMRLpp or ZeroshotCLIP, got '${1:-}'" ;;
+    esac
+}
+
+# Splits the datasets given into HAVE_DATA and NO_DATA (no folder under $DATA).
+sort_by_data() {
+    local dataset folder
+    HAVE_DATA=()
+    NO_DATA=()
+    for dataset in "$@"; do
+        folder=$(data_folder "$dataset")
+        if [[ -z $folder || ( -n ${DATA:-} && -d $DATA/$folder ) ]]; then
+            HAVE_DATA+=("$dataset")
+        else
+            NO_DATA+=("$dataset")
+        fi
+    done
+    if [[ -z ${DATA:-} && ${#NO_DATA[@]} -gt 0 ]]; then
+        die "DATA is not set: point it at the folder that holds your datasets, e.g. DATA=/path/to/datasets bash $0 ..." \
+            "(or restrict the sweep to the built-in demo with DATASETS=demo)"
+    fi
+}
+
+# Runs "bash SCRIPT ARGS..."; a failure is recorded (and returned) instead of ending the sweep.
+sweep_step() {
+    if ! bash "$@"; then
+        FAILED+=("$*")
+        return 1
+    fi
+}
+
+sweep_report() {
+    echo
+    if [[ ${#NO_DATA[@]} -gt 0 ]]; then
+        echo "Skipped (no data folder under DATA=${DATA:-}): ${NO_DATA[*]}"
+    fi
+    if [[ ${#FAILED[@]} -gt 0 ]]; then
+        echo "Failed jobs:"
+        printf '  bash %s\n' "${FAILED[@]}"
+        return 1
+    fi
+}

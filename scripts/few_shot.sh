@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Few-shot sweep: for every dataset, train and test with 1, 2, 4, 8 and 16 shots per class
+# (scripts/<trainer>/few_shot.sh), then print the datasets x shots table.
+# Usage: bash scripts/few_shot.sh MMRL|MMRLpp [SEED]   (the zero-shot baseline has no few-shot runs)
+#   DATASETS="..." restricts the list (default: the 11 benchmark datasets; DATASETS=demo runs
+#   the built-in demo); SHOTS="..." restricts the shots; datasets whose folder is missing under
+#   $DATA are skipped and listed.
+# Results: $OUTPUT/few_shot/<dataset>/shots_<K>/<trainer>/<cfg>/seed<S>/
+# Environment (DATA, OUTPUT, PYTHON, OPTS, FORCE, SHOTS): see scripts/common.sh.
+set -euo pipefail
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+[[ $# -ge 1 && $# -le 2 ]] || die "usage: bash $0 MMRL|MMRLpp [SEED]"
+require_repo_root
+TRAINER=$1
+[[ $TRAINER != ZeroshotCLIP ]] || die "few-shot does not apply to ZeroshotCLIP: zero-shot CLIP uses no training images"
+SEED_ARG=(${2:+"$2"})
+DIR=$(trainer_scripts "$TRAINER")
+# The lineage runs dtd first, then the base-to-novel order.
+# shellcheck disable=SC2086  # the dataset list is split on purpose
+sort_by_data ${DATASETS:-dtd ${B2N_DATASETS/dtd /}}
+FAILED=()
+for dataset in "${HAVE_DATA[@]}"; do
+    sweep_step "$DIR/few_shot.sh" "$dataset" "${SEED_ARG[@]}" || true
+done
+echo
+"$PYTHON" parse_test_res.py --table fewshot --trainer "$TRAINER" "$OUTPUT"
+sweep_report

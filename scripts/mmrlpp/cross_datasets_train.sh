@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# MMRL++. Cross-dataset transfer and domain generalisation, step 1: train MMRL++ once on all
+# ImageNet classes (16 shots per class), then test on ImageNet (the source column).
+# With "demo" the built-in demo is the source (and, in cross_datasets_test.sh, the target).
+# Usage: bash scripts/mmrlpp/cross_datasets_train.sh [imagenet|demo] [SEED]   (no SEED: seeds 1 2 3)
+# Results: $OUTPUT/base2new/train_base/imagenet/shots_16/MMRLpp/vit_b16_cross_datasets/seed<S>/
+#   (the demo: .../train_base/demo/shots_16/MMRLpp/demo_cross_datasets/seed<S>/)
+# Config: vit_b16_cross_datasets (demo.yaml for the demo).
+# Environment (DATA, OUTPUT, PYTHON, OPTS, FORCE, SHOTS): see scripts/common.sh.
+set -euo pipefail
+TRAINER=MMRLpp
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+cross_datasets_train "$@"
