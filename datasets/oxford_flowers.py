@@ -9,7 +9,7 @@ from typing import Dict, List, Tuple
 from mmrl.dassl.data.datasets import DATASET_REGISTRY, Datum
 from mmrl.dassl.utils import read_json
 from mmrl.data.benchmark import BenchmarkDataset
-from mmrl.data.check import DATASETS_DOC, DatasetLayout
+from mmrl.data.check import DatasetLayout, require_raw_files
 
 from .stanford_cars import load_mat
 
@@ -21,9 +21,8 @@ class OxfordFlowers(DatasetLayout, BenchmarkDataset):
     split_file = "split_zhou_OxfordFlowers.json"
 
     def create_split(self) -> Tuple[List[Datum], List[Datum], List[Datum]]:
+        require_raw_files(self, ["cat_to_name.json", "imagelabels.mat"])
         names_file = os.path.join(self.dataset_dir, "cat_to_name.json")
-        if not os.path.isfile(names_file):
-            raise FileNotFoundError(f"{names_file} is missing; see {DATASETS_DOC}")
         lab2cname: Dict[str, str] = read_json(names_file)
         labels = load_mat(os.path.join(self.dataset_dir, "imagelabels.mat"))["labels"][0]
         by_label = defaultdict(list)

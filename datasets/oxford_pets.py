@@ -6,7 +6,7 @@ from typing import List, Tuple
 
 from mmrl.dassl.data.datasets import DATASET_REGISTRY, Datum
 from mmrl.data.benchmark import BenchmarkDataset, split_trainval
-from mmrl.data.check import DatasetLayout, read_text_lines
+from mmrl.data.check import DatasetLayout, read_text_lines, require_raw_files
 
 
 def breed_name(image_name: str) -> str:
@@ -44,6 +44,7 @@ class OxfordPets(DatasetLayout, BenchmarkDataset):
         return items
 
     def create_split(self) -> Tuple[List[Datum], List[Datum], List[Datum]]:
+        require_raw_files(self, [os.path.join(self.anno_dir, f) for f in ("trainval.txt", "test.txt")])
         trainval = self.read_annotations("trainval.txt")
         test = self.read_annotations("test.txt")
         train, val = split_trainval(trainval)

@@ -7,7 +7,7 @@ from typing import List, Tuple
 
 from mmrl.dassl.data.datasets import DATASET_REGISTRY, Datum
 from mmrl.data.benchmark import BenchmarkDataset, dataset_path, split_trainval
-from mmrl.data.check import DATASETS_DOC, DatasetLayout
+from mmrl.data.check import DATASETS_DOC, DatasetLayout, require_raw_files
 
 
 def year_first(name: str) -> str:
@@ -58,6 +58,8 @@ class StanfordCars(DatasetLayout, BenchmarkDataset):
         return items
 
     def create_split(self) -> Tuple[List[Datum], List[Datum], List[Datum]]:
+        require_raw_files(self, [os.path.join("devkit", "cars_meta.mat"), os.path.join("devkit", "cars_train_annos.mat"),
+                                 "cars_test_annos_withlabels.mat"])
         meta = os.path.join(self.dataset_dir, "devkit", "cars_meta.mat")
         trainval = self.read_annotations(
             "cars_train", os.path.join(self.dataset_dir, "devkit", "cars_train_annos.mat"), meta

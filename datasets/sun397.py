@@ -7,7 +7,7 @@ from typing import Dict, List, Tuple
 
 from mmrl.dassl.data.datasets import DATASET_REGISTRY, Datum
 from mmrl.data.benchmark import BenchmarkDataset, split_trainval
-from mmrl.data.check import DatasetLayout, read_text_lines
+from mmrl.data.check import DatasetLayout, read_text_lines, require_raw_files
 
 
 def readable_name(category: str) -> str:
@@ -42,6 +42,7 @@ class SUN397(DatasetLayout, BenchmarkDataset):
         return items
 
     def create_split(self) -> Tuple[List[Datum], List[Datum], List[Datum]]:
+        require_raw_files(self, ["ClassName.txt", "Training_01.txt", "Testing_01.txt"])
         classname_file = os.path.join(self.dataset_dir, "ClassName.txt")
         categories = [line.lstrip("/") for _, line in read_text_lines(classname_file, "SUN397 class list")]
         cname2lab = {c: i for i, c in enumerate(categories)}

@@ -7,7 +7,7 @@ from typing import Dict, List, Tuple
 
 from mmrl.dassl.data.datasets import DATASET_REGISTRY, Datum
 from mmrl.data.benchmark import BenchmarkDataset, split_trainval
-from mmrl.data.check import DatasetLayout, read_text_lines
+from mmrl.data.check import DatasetLayout, read_text_lines, require_raw_files
 
 _CAMEL_WORD = re.compile(r"[A-Z][^A-Z]*")
 
@@ -45,6 +45,7 @@ class UCF101(DatasetLayout, BenchmarkDataset):
         return items
 
     def create_split(self) -> Tuple[List[Datum], List[Datum], List[Datum]]:
+        require_raw_files(self, [os.path.join(self.list_dir, f) for f in ("classInd.txt", "trainlist01.txt", "testlist01.txt")])
         class_file = os.path.join(self.dataset_dir, self.list_dir, "classInd.txt")
         cname2lab = {}
         for lineno, line in read_text_lines(class_file, "UCF101 class index"):

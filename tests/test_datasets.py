@@ -194,8 +194,14 @@ def test_name_rules():
 @pytest.mark.skipif(HAS_SCIPY, reason="the message is about a missing scipy")
 @pytest.mark.parametrize("name,folder", [("StanfordCars", "stanford_cars"), ("OxfordFlowers", "oxford_flowers")])
 def test_mat_annotations_without_scipy_point_at_the_split_file(tmp_path, name, folder):
-    os.makedirs(os.path.join(str(tmp_path), folder, "jpg"))
-    with open(os.path.join(str(tmp_path), folder, "cat_to_name.json"), "w") as f:
+    dataset_dir = os.path.join(str(tmp_path), folder)
+    os.makedirs(os.path.join(dataset_dir, "devkit"))
+    os.makedirs(os.path.join(dataset_dir, "jpg"))
+    with open(os.path.join(dataset_dir, "cat_to_name.json"), "w") as f:
         json.dump({"1": "pink primrose"}, f)
+    for mat in ("imagelabels.mat", "cars_test_annos_withlabels.mat", "devkit/cars_meta.mat",
+                "devkit/cars_train_annos.mat"):
+        with open(os.path.join(dataset_dir, mat), "wb") as f:
+            f.write(b"MATLAB 5.0 MAT-file")
     with pytest.raises(ImportError, match=r"needs scipy .*download the split file named in DATASETS.md"):
         build(tmp_path, name)

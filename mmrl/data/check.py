@@ -34,6 +34,20 @@ def read_text_lines(path: str, what: str) -> List[Tuple[int, str]]:
     return [(n, line) for n, line in lines if line]
 
 
+def require_raw_files(dataset, relpaths: Sequence[str]) -> None:
+    """Before a dataset draws a new split from its raw files: when they are missing too, say
+    first that the published split file is missing, since that is what the benchmark needs."""
+    for relpath in relpaths:
+        path = os.path.join(dataset.dataset_dir, relpath)
+        if os.path.isfile(path) or (os.path.isdir(path) and any(os.scandir(path))):
+            continue
+        raise FileNotFoundError(
+            f"{type(dataset).__name__}: split file {dataset.split_path} not found, and {path} (needed to draw "
+            f"a new split instead) is missing or empty. Download {os.path.basename(dataset.split_path)} into "
+            f"{dataset.dataset_dir} as described in {DATASETS_DOC}; the published split keeps results comparable."
+        )
+
+
 class DatasetLayout:
     """What a dataset class tells the checker about its files.
 
