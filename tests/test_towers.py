@@ -151,3 +151,13 @@ def test_wrong_image_size_names_both_sizes(mini_clip):
 def test_block_range_is_checked(mini_clip):
     with pytest.raises(ValueError, match=r"block range \[0, 13\) is outside 0..12"):
         ImageTower(mini_clip.visual).run(torch.zeros(17, 1, 128), 0, 13)
+
+
+def test_zero_shot_model_equals_clip_logits(mini_clip, images):
+    from mmrl.model.zeroshot import ZeroShotCLIP
+
+    with torch.no_grad():
+        logits = ZeroShotCLIP(mini_clip, PROMPTS)(images)
+        want, _ = mini_clip(images, tokenize(PROMPTS))
+    assert logits.shape == (2, 3)
+    assert torch.allclose(logits, want, atol=1e-4, rtol=0)
