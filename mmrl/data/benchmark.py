@@ -33,7 +33,10 @@ Split = Tuple[List[Datum], List[Datum], List[Datum]]
 def read_split(filepath: str, path_prefix: str) -> Split:
     """Read a split JSON ``{"train"|"val"|"test": [[relpath, label, classname], ...]}``."""
     print(f"Reading split from {filepath}")
-    split = read_json(filepath)
+    try:
+        split = read_json(filepath)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"Split file {filepath} is not valid JSON ({e}); delete it or download it again") from e
     if not isinstance(split, dict):
         raise ValueError(f"Split file {filepath} must hold a JSON object with keys train, val, test")
 

@@ -14,8 +14,6 @@ import zipfile
 from collections import defaultdict
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from mmrl.dassl.utils import check_isfile
-
 __all__ = [
     "Datum",
     "DatasetBase",
@@ -37,7 +35,8 @@ class Datum:
     def __init__(self, impath: str = "", label: int = 0, domain: int = 0, classname: str = "") -> None:
         if not isinstance(impath, str):
             raise TypeError(f"Datum impath must be a str, got {type(impath).__name__}: {impath!r}")
-        if not check_isfile(impath):
+        # A clear error instead of Dassl's warning followed by a bare assertion.
+        if not osp.isfile(impath):
             raise FileNotFoundError(
                 f'No file found at "{impath}". Check DATASET.ROOT and that the dataset was extracted '
                 "completely (see DATASETS.md)."
