@@ -197,4 +197,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main, so that the dataset classes and this run share one
+    # DatasetLayout class (under -m this file is also loaded as __main__).
+    from mmrl.data.check import main as _main
+
+    sys.exit(_main())
