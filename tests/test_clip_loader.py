@@ -137,3 +137,15 @@ def test_tokenize_shape_dtype_and_eot():
     assert tokens[:, 0].tolist() == [49406, 49406]
     assert tokens.argmax(dim=-1).tolist() == [7, 2]
     assert tokens[1, 2].item() == 49407
+
+
+def test_offline_with_corrupt_cached_file_says_so(monkeypatch, tmp_path):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    (tmp_path / "ViT-B-16.pt").write_bytes(b"truncated")
+    with pytest.warns(UserWarning, match="SHA256 checksum does not match"):
+        with pytest.raises(CLIPWeightsUnavailable, match="ViT-B-16.pt does not match the expected checksum"):
+            load_clip("ViT-B/16", download_root=str(tmp_path))
+    assert (tmp_path / "ViT-B-16.pt").read_bytes() == b"truncated"  # the user's file is left alone

@@ -61,13 +61,10 @@ def _weights_file_for(backbone: str, download_root: Optional[str]) -> str:
         # with the right checksum is used as is.
         return _clip_api._download(url, root)
     except (urllib.error.URLError, OSError, ConnectionError) as e:
-        if os.path.isfile(target):
-            try:
-                os.remove(target)  # a partial download must not pass for the weights next time
-            except OSError:
-                pass
+        # clip only re-downloads a file that fails its SHA256 check, so one that is there is bad.
+        found = f" The file at {target} does not match the expected checksum." if os.path.isfile(target) else ""
         raise CLIPWeightsUnavailable(
-            f"Cannot obtain CLIP weights for backbone {backbone!r}: download failed ({e}).\n"
+            f"Cannot obtain CLIP weights for backbone {backbone!r}: download failed ({e}).{found}\n"
             f"Download {url}\n"
             f"and save it as {target} (file name {file_name}),\n"
             f"or pass a local copy with: MODEL.BACKBONE.PATH /path/to/{file_name}"
