@@ -103,8 +103,8 @@ def check_dataset(dataset_cls: type, cfg) -> Report:
     name = dataset_cls.__name__
     try:
         required = dataset_cls.required_paths(cfg)
-    except ValueError as err:  # e.g. the generic folder dataset without a folder
-        return Report(name, "missing", str(err))
+    except ValueError as err:  # the generic folder dataset without DATASET.FOLDER.DIR
+        return Report(name, "missing", f"{err} (this command takes it as --folder)")
     for path in required:
         if not os.path.exists(path):
             return Report(name, "missing", f"{path} does not exist (see {DATASETS_DOC})")
