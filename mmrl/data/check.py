@@ -39,7 +39,7 @@ def require_raw_files(dataset, relpaths: Sequence[str]) -> None:
     first that the published split file is missing, since that is what the benchmark needs."""
     for relpath in relpaths:
         path = os.path.join(dataset.dataset_dir, relpath)
-        if os.path.isfile(path) or (os.path.isdir(path) and any(os.scandir(path))):
+        if os.path.isfile(path) or (os.path.isdir(path) and os.listdir(path)):
             continue
         raise FileNotFoundError(
             f"{type(dataset).__name__}: split file {dataset.split_path} not found, and {path} (needed to draw "
