@@ -60,7 +60,7 @@ def test_frozen_caches_match_clip(mini_clip):
         tower = TextTower(mini_clip)
         lower = tower.run(tower.embed(tokens), 0, 2)
     assert torch.allclose(model.w_zs, w_zs, atol=1e-6, rtol=0)
-    assert model.text_lower.shape == (77, 3, 128)
+    assert model.text_lower.shape == (int(tokens.argmax(-1).max()) + 1, 3, 128)
     assert torch.equal(model.text_lower, lower)
     assert not model.text_lower.requires_grad
 
@@ -118,7 +118,7 @@ def test_image_features_equal_tower_with_learner_tokens(mini_clip, images):
 def test_set_prompts_recomputes_caches(mini_clip):
     model = make(mini_clip)
     model.set_prompts(["a", "b", "c", "d", "e"])
-    assert model.n_classes == 5 and model.text_lower.shape == (77, 5, 128) and model.w_zs.shape == (5, 64)
+    assert model.n_classes == 5 and model.text_lower.shape[1:] == (5, 128) and model.w_zs.shape == (5, 64)
     with torch.no_grad():
         assert model.text_features().shape == (5, 64)
     with pytest.raises(ValueError, match="at least one class prompt"):

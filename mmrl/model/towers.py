@@ -146,10 +146,19 @@ class TextTower(_Tower):
     def dtype(self) -> torch.dtype:
         return self.clip_model.dtype
 
-    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens [N, 77] -> x [77, N, Dt]: token + positional embeddings."""
+    def embed(self, tokens: torch.Tensor, trim: bool = True) -> torch.Tensor:
+        """tokens [N, 77] -> x [L, N, Dt]: token + positional embeddings of the first L positions.
+
+        With ``trim``, L is the last EOT position + 1, else 77. Under the causal mask no position
+        attends to a later one, and representation tokens are spliced in before the EOT, so the
+        padding after the last EOT never reaches a feature: dropping it changes an output only by
+        float rounding (logits by ~1e-5) and makes the text tower several times cheaper (prompts
+        are ~10-30 tokens of 77).
+        """
+        length = int(tokens.argmax(dim=-1).max()) + 1 if trim else tokens.shape[1]
         m = self.clip_model
-        x = m.token_embedding(tokens).type(self.dtype) + m.positional_embedding.type(self.dtype)
+        x = m.token_embedding(tokens[:, :length]).type(self.dtype)
+        x = x + m.positional_embedding[:length].type(self.dtype)
         return x.permute(1, 0, 2)
 
     def feature(self, x: torch.Tensor, eot_index: torch.Tensor, shift: int = 0) -> torch.Tensor:
@@ -158,5 +167,5 @@ class TextTower(_Tower):
         return self.clip_model.ln_final(rows).type(self.dtype) @ self.clip_model.text_projection
 
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Plain CLIP text features (no tokens), [N, d]."""
-        return self.feature(self.run(self.embed(tokens), 0, self.n_layers), tokens.argmax(dim=-1))
+        """Plain CLIP text features (no tokens), [N, d], computed on all 77 positions as CLIP does."""
+        return self.feature(self.run(self.embed(tokens, trim=False), 0, self.n_layers), tokens.argmax(dim=-1))
