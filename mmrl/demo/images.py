@@ -95,16 +95,18 @@ def render_demo_image(class_index: int, image_index: int, size: int = 48, seed: 
     colour = np.array(_COLOURS[class_index % len(_COLOURS)][1], dtype=np.float64)
     shape = _SHAPES[class_index % len(_SHAPES)]
 
-    background = rng.uniform(20, 70)
-    cx, cy = size / 2 + rng.uniform(-0.15, 0.15, size=2) * size
-    radius = rng.uniform(0.22, 0.34) * size
-    colour = np.clip(colour + rng.uniform(-20, 20, size=3), 0, 255)
+    # The shape covers much of the image so that its colour dominates even for a
+    # randomly initialised network; the jitter keeps the images distinct.
+    background = rng.uniform(30, 55)
+    cx, cy = size / 2 + rng.uniform(-0.1, 0.1, size=2) * size
+    radius = rng.uniform(0.3, 0.4) * size
+    colour = np.clip(colour + rng.uniform(-15, 15, size=3), 0, 255)
 
     yy, xx = np.mgrid[0:size, 0:size] + 0.5
     mask = _shape_mask(shape, (xx - cx) / radius, (yy - cy) / radius)
     img = np.full((size, size, 3), background)
     img[mask] = colour
-    img += rng.normal(0.0, 6.0, size=img.shape)
+    img += rng.normal(0.0, 5.0, size=img.shape)
     return np.clip(np.round(img), 0, 255).astype(np.uint8)
 
 
