@@ -46,7 +46,10 @@ class Logger:
 
     def __getattr__(self, name: str) -> Any:
         # isatty, encoding, fileno ... are the console's.
-        return getattr(self.__dict__["console"], name)
+        console = self.__dict__.get("console")
+        if console is None:
+            raise AttributeError(name)
+        return getattr(console, name)
 
 
 def _log_path(output: str) -> str:
