@@ -3,7 +3,7 @@
 import os.path as osp
 
 from mmrl.dassl.data.datasets import DATASET_REGISTRY
-from mmrl.data.benchmark import BenchmarkDataset, dataset_path
+from mmrl.data.benchmark import BenchmarkDataset
 from mmrl.demo.images import DEMO_SPLIT_FILE, make_demo_images
 
 
@@ -15,7 +15,7 @@ class SyntheticDemo(BenchmarkDataset):
     split_file = DEMO_SPLIT_FILE
 
     def __init__(self, cfg) -> None:
-        target = dataset_path(cfg, type(self).dataset_dir)
+        target = type(self).folder(cfg)
         if not osp.exists(osp.join(target, DEMO_SPLIT_FILE)):
             print(f"Generating the synthetic demo dataset (generated images, not real data) in {target}")
             make_demo_images(target)

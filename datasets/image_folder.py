@@ -98,11 +98,9 @@ class ImageFolder(DatasetLayout, BenchmarkDataset):
     # Needs DATASET.FOLDER.DIR, so the checker looks at it only when asked.
     check_by_default = False
 
-    def __new__(cls, cfg):
-        # BenchmarkDataset reads the dataset folder from the class attribute, while this
-        # dataset's folder comes from the config: each instance gets a one-off subclass holding it.
-        per_folder = type(cls.__name__, (cls,), {"dataset_dir": data_folder(cfg), "__module__": cls.__module__})
-        return super().__new__(per_folder)
+    @classmethod
+    def folder(cls, cfg) -> str:
+        return data_folder(cfg)
 
     def __init__(self, cfg) -> None:
         folder_cfg = cfg.DATASET.FOLDER

@@ -243,14 +243,19 @@ class BenchmarkDataset(DatasetBase):
     split_prefix: str = "image"
     fewshot_val: bool = True
 
+    @classmethod
+    def folder(cls, cfg) -> str:
+        """The dataset's folder: ``<DATASET.ROOT>/<dataset_dir>`` unless a dataset says otherwise."""
+        return dataset_path(cfg, cls.dataset_dir)
+
     def __init__(self, cfg) -> None:
         self.cfg = cfg
         name = type(self).__name__
-        self.dataset_dir = dataset_path(cfg, type(self).dataset_dir)
+        self.dataset_dir = type(self).folder(cfg)
         if not osp.isdir(self.dataset_dir):
             raise FileNotFoundError(
                 f"Dataset {name}: folder {self.dataset_dir} does not exist. Set DATASET.ROOT to the folder "
-                f"that contains '{type(self).dataset_dir}/' and prepare the data as described in DATASETS.md."
+                f"that contains '{osp.basename(self.dataset_dir)}/' and prepare the data as described in DATASETS.md."
             )
         self.image_dir = osp.join(self.dataset_dir, type(self).image_dir)
         self.split_path = osp.join(self.dataset_dir, type(self).split_file)
