@@ -1,7 +1,6 @@
 """LR at every epoch for Dassl's schedulers and warmup wrappers."""
 import io
 import math
-import warnings
 
 import pytest
 import torch

@@ -6,6 +6,7 @@ import os.path as osp
 import pickle
 import random
 import re
+import warnings
 import zipfile
 from collections import OrderedDict
 from functools import partial
@@ -277,8 +278,6 @@ def load_pretrained_weights(model: nn.Module, weight_path: str) -> None:
     model_dict.update(new_state_dict)
     model.load_state_dict(model_dict)
     if len(matched_layers) == 0:
-        import warnings
-
         warnings.warn(
             f'Cannot load "{weight_path}" (check the key names manually)'
         )
