@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
-from mmrl.dassl.config import get_cfg_default
+from mmrl.dassl.config import get_cfg_default, merge_from_file_checked, merge_from_list_checked
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OVERRIDES_FILE = "dataset_overrides.yaml"
@@ -85,12 +85,12 @@ def reset_cfg(cfg, args: argparse.Namespace) -> None:
 
 
 def _merge_file(cfg, path: str, flag: str) -> None:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{flag}: no such file: {path}")
     try:
-        cfg.merge_from_file(path)
-    except (KeyError, AssertionError, ValueError) as err:
-        raise ValueError(f"{flag} {path}: {err}") from err
+        merge_from_file_checked(cfg, path)
+    except (KeyError, AssertionError) as err:
+        raise ValueError(f"{flag}: {err.args[0] if err.args else err}") from None
+    except (FileNotFoundError, ValueError) as err:
+        raise type(err)(f"{flag}: {err}") from None
 
 
 def setup_cfg(args: argparse.Namespace):
@@ -101,14 +101,12 @@ def setup_cfg(args: argparse.Namespace):
         _merge_file(cfg, args.config_file, "--config-file")
     reset_cfg(cfg, args)
     opts = list(args.opts or [])
-    if len(opts) % 2:
-        raise ValueError(f"opts must be KEY VALUE pairs, got an odd number of items: {opts}")
     task = task_of(cfg, opts)
     cfg.merge_from_list(dataset_overrides(cfg.TRAINER.NAME, task, cfg.DATASET.NAME))
     try:
-        cfg.merge_from_list(opts)
+        merge_from_list_checked(cfg, opts)
     except (KeyError, AssertionError, ValueError) as err:
-        raise ValueError(f"command-line opts: {err}") from err
+        raise ValueError(f"command-line opts: {err.args[0] if err.args else err}") from None
     cfg.freeze()
     return cfg
 

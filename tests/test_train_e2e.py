@@ -44,9 +44,9 @@ def test_zero_shot_eval_writes_log_with_accuracy_lines(root, tmp_path):
 def test_base_to_novel_train_then_test_new(root, tmp_path):
     common = ["--root", str(root), "--seed", "1", "--trainer", "MMRL",
               "--dataset-config-file", "configs/datasets/demo.yaml",
-              "--config-file", "configs/trainers/MMRL/demo.yaml", "DATASET.NUM_SHOTS", "16"]
+              "--config-file", "configs/trainers/MMRL/demo.yaml"]
     train_dir, test_dir = tmp_path / "train_base", tmp_path / "test_new"
-    run_train(*common, "--output-dir", str(train_dir), "OPTIM.MAX_EPOCH", "2",
+    run_train(*common, "--output-dir", str(train_dir), "DATASET.NUM_SHOTS", "16", "OPTIM.MAX_EPOCH", "2",
               "DATASET.SUBSAMPLE_CLASSES", "base", "TASK", "B2N")
     train_log = (train_dir / "log.txt").read_text()
     assert "Finish training" in train_log and "Deploy the last-epoch model" in train_log
@@ -56,7 +56,7 @@ def test_base_to_novel_train_then_test_new(root, tmp_path):
     assert (train_dir / "MultiModalRepresentationLearner" / "model.pth.tar-2").is_file()
 
     run_train(*common, "--output-dir", str(test_dir), "--model-dir", str(train_dir), "--eval-only",
-              "DATASET.SUBSAMPLE_CLASSES", "new", "TASK", "B2N")
+              "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "new", "TASK", "B2N")
     test_log = (test_dir / "log.txt").read_text()
     assert "Scoring the class logits (TASK B2N)" in test_log
     assert re.search(r"^\* accuracy: \d+\.\d%$", test_log, re.M)
