@@ -106,7 +106,7 @@ def setup_cfg(args: argparse.Namespace):
     try:
         merge_from_list_checked(cfg, opts)
     except (KeyError, AssertionError, ValueError) as err:
-        raise ValueError(f"command-line opts: {err.args[0] if err.args else err}") from None
+        raise ValueError(err.args[0] if err.args else str(err)) from None
     cfg.freeze()
     return cfg
 

@@ -103,8 +103,13 @@ set_data_root() {
 }
 
 check_dataset_config() {
-    [[ -f configs/datasets/$1.yaml ]] ||
-        die "no configs/datasets/$1.yaml: DATASET must be one of: $(cd configs/datasets && ls -- *.yaml | sed 's/\.yaml$//' | tr '\n' ' ')"
+    local file names=()
+    [[ -f configs/datasets/$1.yaml ]] && return 0
+    for file in configs/datasets/*.yaml; do
+        file=${file##*/}
+        names+=("${file%.yaml}")
+    done
+    die "no configs/datasets/$1.yaml: DATASET must be one of: ${names[*]}"
 }
 
 # The trainer config of a protocol (b2n, fs, cd) for a dataset, as the lineage chooses it.
@@ -129,7 +134,7 @@ cfg_for() {
 # (the demo, the zero-shot baseline) the folder gets the "_cross_datasets" suffix, so the two
 # protocols never write into the same seed folders.
 cd_folder() {
-    if [[ $1 == *$CROSS_SUFFIX ]]; then echo "$1"; else echo "$1_$CROSS_SUFFIX"; fi
+    if [[ $1 == *"$CROSS_SUFFIX" ]]; then echo "$1"; else echo "$1_$CROSS_SUFFIX"; fi
 }
 
 check_trainer_config() {
