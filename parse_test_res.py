@@ -30,6 +30,18 @@ Cross-dataset runs live in the base2new tree too (as in the lineage): the source
 train_base, the targets in test_new, under a config folder whose name ends in
 ``cross_datasets``; base-to-novel and few-shot runs use the other config folders. When a
 trainer folder holds several candidate config folders, pass ``--cfg``.
+
+A cell is the mean over seeds of the final test accuracy of each seed's ``log.txt`` with the
+seed count, e.g. ``82.69 (3)``; ``--std`` adds the population std (``82.69 ± 0.41 (3)``).
+b2n: Base from the train_base runs (their final test), New from the test_new runs, HM the
+harmonic mean of the two seed means. The Average row is the mean over the benchmark datasets
+(for b2n: mean Base, mean New, and the HM of those two, as the papers do; for xd/dg: over the
+targets only). A missing cell is ``—``; an average over incomplete data is marked ``*`` and
+explained in a footnote. Seed folders without a result (crashed or unfinished runs) are listed
+under "Problems" after the table, never counted as 0. Datasets outside the benchmark (e.g. the
+demo) get rows after the Average. Footnotes and problems follow the table in markdown, are
+``%`` comments in latex, go to stderr with csv (so stdout stays a csv file), and are the
+``notes`` and ``problems`` lists of the json, whose cells hold mean, std, n and per-seed values.
 """
 import argparse
 import csv
