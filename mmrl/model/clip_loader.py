@@ -5,6 +5,7 @@ drive its blocks from outside and never edit it.
 """
 import os
 import urllib.error
+import warnings
 from typing import Dict, List, Optional, Union
 
 import torch
@@ -76,7 +77,10 @@ def _read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"CLIP weights file {path} does not exist; check MODEL.BACKBONE.PATH")
     try:
-        state_dict = torch.jit.load(path, map_location="cpu").state_dict()
+        with warnings.catch_warnings():
+            # The official weights are TorchScript archives; torch now warns on every jit.load.
+            warnings.simplefilter("ignore", FutureWarning)
+            state_dict = torch.jit.load(path, map_location="cpu").state_dict()
     except (RuntimeError, ValueError):
         try:
             state_dict = torch.load(path, map_location="cpu", weights_only=True)
