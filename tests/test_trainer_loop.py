@@ -242,6 +242,12 @@ def test_model_bookkeeping_errors(tmp_path, capsys):
         trainer.register_model("model", nn.Linear(1, 1))
     assert trainer.get_model_names() == ["model"]
     assert trainer.get_model_names("model") == ["model"]
+    swapped = nn.Linear(4, 2)
+    trainer.replace_model("model", swapped, None, None)
+    assert trainer._models["model"] is swapped and trainer._optims["model"] is None
+    assert trainer.get_model_names() == ["model"]
+    with pytest.raises(KeyError, match="no model registered as 'other'"):
+        trainer.replace_model("other", swapped)
 
     class Early(TrainerBase):
         def __init__(self):

@@ -92,10 +92,11 @@ class MMRL(CLIPTrainer):
         print(f"Trainable parameters: {n_trainable:,} (CLIP stays frozen)")
         optim = build_optimizer(learner, self.cfg.OPTIM)
         sched = build_lr_scheduler(optim, self.cfg.OPTIM)
-        # An evaluation that meets a checkpoint of another architecture rebuilds the learner in place.
-        self._models[self.model_name] = learner
-        self._optims[self.model_name] = optim
-        self._scheds[self.model_name] = sched
+        if self.model_name in self.get_model_names():
+            # An evaluation that meets a checkpoint of another architecture rebuilds the learner.
+            self.replace_model(self.model_name, learner, optim, sched)
+        else:
+            self.register_model(self.model_name, learner, optim, sched)
         self.optim, self.sched = optim, sched
 
     def checkpoint_extra(self, name):

@@ -90,6 +90,21 @@ class TrainerBase:
         self._optims[name] = optim
         self._scheds[name] = sched
 
+    def replace_model(
+        self,
+        name: str,
+        model: nn.Module,
+        optim: Optional[torch.optim.Optimizer] = None,
+        sched: Any = None,
+    ) -> None:
+        """Swap a registered model with its optimizer and scheduler (e.g. an evaluation rebuilding a
+        model for the architecture its checkpoint was trained with)."""
+        if name not in self._models:
+            raise KeyError(f"no model registered as {name!r}; registered: {list(self._models)}")
+        self._models[name] = model
+        self._optims[name] = optim
+        self._scheds[name] = sched
+
     def get_model_names(self, names: Names = None) -> List[str]:
         names_real = list(self._models.keys())
         if names is None:
