@@ -46,20 +46,6 @@ die() {
     exit 1
 }
 
-# The folder a dataset reads under $DATA (its class's dataset_dir); empty for the demo,
-# which is generated on first use.
-data_folder() {
-    case $1 in
-        caltech101) echo caltech-101 ;;
-        food101) echo food-101 ;;
-        imagenet_sketch) echo imagenet-sketch ;;
-        imagenet_a) echo imagenet-adversarial ;;
-        imagenet_r) echo imagenet-rendition ;;
-        demo) echo "" ;;
-        *) echo "$1" ;;
-    esac
-}
-
 require_repo_root() {
     [[ -f train.py && -f parse_test_res.py ]] ||
         die "run the scripts from the repository root (the folder holding train.py), not from $(pwd)"
@@ -69,11 +55,10 @@ require_repo_root() {
 set_seeds() {
     if [[ -z ${1:-} ]]; then
         SEEDS=("${DEFAULT_SEEDS[@]}")
-    elif [[ $1 =~ ^[1-9][0-9]*$ ]]; then
-        # Seed 0 is refused: train.py, like the lineage, ignores --seed 0 (the run is unseeded).
+    elif [[ $1 =~ ^[0-9]+$ ]]; then
         SEEDS=("$1")
     else
-        die "SEED must be a positive integer, got '$1'"
+        die "SEED must be a non-negative integer, got '$1'"
     fi
 }
 
@@ -374,14 +359,19 @@ trainer_scripts() {
     esac
 }
 
-# Splits the datasets given into HAVE_DATA and NO_DATA (no folder under $DATA).
+# Splits the datasets given into HAVE_DATA and NO_DATA (data missing under $DATA), asking the
+# dataset classes themselves where their files live.
 sort_by_data() {
-    local dataset folder
+    local dataset configs=() present
     HAVE_DATA=()
     NO_DATA=()
     for dataset in "$@"; do
-        folder=$(data_folder "$dataset")
-        if [[ -z $folder || ( -n ${DATA:-} && -d $DATA/$folder ) ]]; then
+        configs+=("configs/datasets/$dataset.yaml")
+    done
+    present=$("$PYTHON" -m mmrl.data.check --root "${DATA:-./data}" --present-configs "${configs[@]}") ||
+        die "could not check which datasets are under DATA=${DATA:-}"
+    for dataset in "$@"; do
+        if grep -qxF "configs/datasets/$dataset.yaml" <<< "$present"; then
             HAVE_DATA+=("$dataset")
         else
             NO_DATA+=("$dataset")

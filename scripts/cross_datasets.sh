@@ -24,9 +24,13 @@ FAILED=()
 TRAINED=()
 UNTRAINED=()
 DG=0
+HAVE_IMAGENET=0
+if [[ -n ${DATA:-} && -n $("$PYTHON" -m mmrl.data.check --root "$DATA" --present-configs configs/datasets/imagenet.yaml) ]]; then
+    HAVE_IMAGENET=1
+fi
 for dataset in "${TARGETS[@]}"; do
     source_dataset=$(cd_source_of "$dataset")
-    if [[ $source_dataset == imagenet && ! -d ${DATA:-}/$(data_folder imagenet) ]]; then
+    if [[ $source_dataset == imagenet && $HAVE_IMAGENET == 0 ]]; then
         NO_DATA+=("$dataset (no imagenet to train on)")
         continue
     fi

@@ -102,3 +102,13 @@ def test_command_line_entry(root):
     )
     assert result.returncode == 0, result.stderr
     assert "[present] FGVCAircraft: train 4 images / 4 classes" in result.stdout
+
+
+def test_present_configs_lists_the_datasets_on_disk(root, capsys):
+    configs = ["configs/datasets/oxford_pets.yaml", "configs/datasets/fgvc_aircraft.yaml",
+               "configs/datasets/eurosat.yaml", "configs/datasets/demo.yaml"]
+    code = main(["--root", root, "--present-configs", *configs])
+    # Pets and Aircraft are in the tree, EuroSAT is not, the demo is generated when first used.
+    assert code == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "configs/datasets/oxford_pets.yaml", "configs/datasets/fgvc_aircraft.yaml", "configs/datasets/demo.yaml"]

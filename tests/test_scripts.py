@@ -160,7 +160,7 @@ def test_data_must_be_set_for_real_datasets(env):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (("demo", "0"), "SEED must be a positive integer, got '0'"),
+        (("demo", "x"), "SEED must be a non-negative integer, got 'x'"),
         (("no_such_set", "1"), "no configs/datasets/no_such_set.yaml: DATASET must be one of:"),
         ((), "usage: bash scripts/mmrl/few_shot.sh DATASET [SEED]"),
     ],

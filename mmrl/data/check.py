@@ -150,6 +150,25 @@ def checkable_datasets() -> Dict[str, type]:
     return found
 
 
+def configs_with_data(root: str, config_files: Sequence[str]) -> List[str]:
+    """Of the dataset config files given, those whose dataset has every required path under
+    ``root`` (the sweeps use this to skip datasets that are not on disk). A registered dataset
+    that describes no layout, like the generated demo, needs nothing."""
+    from mmrl.dassl.config import get_cfg_default, merge_from_file_checked
+    from mmrl.dassl.data.datasets import DATASET_REGISTRY
+
+    checkable_datasets()  # registers the repository's datasets
+    present = []
+    for path in config_files:
+        cfg = get_cfg_default()
+        merge_from_file_checked(cfg, path)
+        cfg.DATASET.ROOT = root
+        cls = DATASET_REGISTRY.get(cfg.DATASET.NAME)
+        if not issubclass(cls, DatasetLayout) or all(os.path.exists(p) for p in cls.required_paths(cfg)):
+            present.append(path)
+    return present
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m mmrl.data.check",
@@ -167,7 +186,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument(
         "--classnames", default="", help="DATASET.FOLDER.CLASSNAMES for the generic ImageFolder dataset",
     )
+    parser.add_argument(
+        "--present-configs", nargs="+", default=None, metavar="YAML",
+        help="only print those of these dataset config files whose data are under --root, one a line",
+    )
     args = parser.parse_args(argv)
+
+    if args.present_configs:
+        for path in configs_with_data(args.root, args.present_configs):
+            print(path)
+        return 0
 
     available = checkable_datasets()
     if args.dataset:
