@@ -17,13 +17,10 @@ import torch
 
 from mmrl.dassl.config import get_cfg_default
 from mmrl.dassl.optim import build_optimizer
-from mmrl.demo.clip import MINI_SPEC, build_random_clip
+from mmrl.demo.clip import MINI_SPEC, VIT_B16_SPEC, build_random_clip
 from mmrl.model.mmrl import RepresentationCLIP
 from mmrl.model.representation import RepArch
 
-VIT_B16_SPEC = dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768,
-                    vision_patch_size=16, context_length=77, vocab_size=49408, transformer_width=512,
-                    transformer_heads=8, transformer_layers=12)
 SPECS = {"vit-b16": VIT_B16_SPEC, "mini": MINI_SPEC}
 
 
@@ -52,6 +49,8 @@ def main(argv=None) -> int:
     p.add_argument("--eval-images", type=int, default=32)
     p.add_argument("--eval-batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--recompute", action="store_true",
+                   help="recompute the token-carrying blocks in backward (TRAINER.<NAME>.RECOMPUTE True)")
     args = p.parse_args(argv)
 
     device = torch.device(args.device)
@@ -75,8 +74,14 @@ def main(argv=None) -> int:
     # The reference configuration: K = 5 tokens in blocks 6..12, d_r = 512 (MMRL++: ranks 64 and 4).
     arch = RepArch.from_clip(clip_model, args.trainer, 5, (6, 7, 8, 9, 10, 11, 12), 512,
                              proj_lora_dim=64, res_lora_dim=4)
-    prompts = [f"a photo of a class number {i}." for i in range(args.classes)]
-    kwargs = {"alpha": 0.7, "beta": 0.9} if args.trainer == "MMRLpp" else {"alpha": 0.7}
+    # Class names of 1 to 6 words, as in the benchmark datasets (e.g. UCF101's "Apply Eye Makeup",
+    # Aircraft's "Cessna 525 Citation Jet"): the text tower's cost follows the longest prompt.
+    words = ["red", "spotted", "mountain", "grey", "long", "tailed", "house", "river", "jet", "night"]
+    prompts = [f"a photo of a {' '.join(words[(i + j) % len(words)] for j in range(1 + i % 6))}."
+               for i in range(args.classes)]
+    kwargs = {"alpha": 0.7, "recompute": args.recompute}
+    if args.trainer == "MMRLpp":
+        kwargs["beta"] = 0.9
     model = RepresentationCLIP(clip_model, prompts, arch, **kwargs).to(device)
     cfg.OPTIM.NAME, cfg.OPTIM.LR = "adamw", 0.001
     optim = build_optimizer(model.learner, cfg.OPTIM)
@@ -128,9 +133,11 @@ def main(argv=None) -> int:
         sync(device)
         eval_time = time.perf_counter() - start
 
-    print(f"trainer            {args.trainer} ({args.spec}, random weights, {args.prec}, {device})")
+    print(f"trainer            {args.trainer} ({args.spec}, random weights, {args.prec}, {device}"
+          f"{', recompute' if args.recompute else ''})")
     print(f"threads            {torch.get_num_threads()}")
-    print(f"classes / batch    {args.classes} / {args.batch_size}")
+    print(f"classes / batch    {args.classes} / {args.batch_size} "
+          f"(longest prompt {int(model.eot_index.max()) + 1} tokens)")
     print(f"trainable params   {trainable:,}")
     print(f"train step         {step_time:.3f} s  ({args.batch_size / step_time:.2f} images/s)")
     print(f"evaluation         {args.eval_images / eval_time:.2f} images/s "

@@ -103,6 +103,21 @@ def test_every_learner_tensor_gets_a_gradient(mini_clip, images):
     assert all(p.grad is None for p in mini_clip.parameters())
 
 
+def test_recomputing_blocks_gives_the_same_loss_and_gradients(mini_clip, images):
+    labels = torch.tensor([0, 2])
+    grads = []
+    for recompute in (False, True):
+        model = make(mini_clip)
+        model.recompute = recompute
+        loss = model.forward_train(images, labels, reg_weight=1.0)["loss"]
+        loss.backward()
+        grads.append((loss.detach(), {n: p.grad.clone() for n, p in model.learner.named_parameters()}))
+    (loss_a, grads_a), (loss_b, grads_b) = grads
+    assert torch.equal(loss_a, loss_b)
+    for name in grads_a:
+        assert torch.allclose(grads_a[name], grads_b[name], atol=1e-6, rtol=1e-5), name
+
+
 def test_image_features_equal_tower_with_learner_tokens(mini_clip, images):
     model = make(mini_clip, layers=(6, 7, 8, 9, 10, 11, 12))
     _, visual = model.learner()

@@ -73,7 +73,7 @@ class MMRL(CLIPTrainer):
         return {}
 
     def model_kwargs(self) -> dict:
-        return {"alpha": self.method_cfg.ALPHA}
+        return {"alpha": self.method_cfg.ALPHA, "recompute": self.method_cfg.RECOMPUTE}
 
     def build_model(self):
         self.clip_model = self.load_clip()

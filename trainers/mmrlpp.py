@@ -16,4 +16,4 @@ class MMRLpp(MMRL):
         return {"proj_lora_dim": node.PROJ_LORA_DIM, "res_lora_dim": node.RES_LORA_DIM}
 
     def model_kwargs(self) -> dict:
-        return {"alpha": self.method_cfg.ALPHA, "beta": self.method_cfg.BETA}
+        return {**super().model_kwargs(), "beta": self.method_cfg.BETA}

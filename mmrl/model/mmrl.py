@@ -22,7 +22,15 @@ class RepresentationCLIP(nn.Module):
     and the zero-shot text features are computed once per :meth:`set_prompts`.
     """
 
-    def __init__(self, clip_model: nn.Module, prompts: List[str], arch: RepArch, alpha: float, beta: float = 1.0) -> None:
+    def __init__(
+        self,
+        clip_model: nn.Module,
+        prompts: List[str],
+        arch: RepArch,
+        alpha: float,
+        beta: float = 1.0,
+        recompute: bool = False,
+    ) -> None:
         super().__init__()
         self.clip_model = clip_model
         self.clip_model.requires_grad_(False)
@@ -32,6 +40,8 @@ class RepresentationCLIP(nn.Module):
         # MMRL++'s PRC blend weight; MMRL always replaces. Mutable so evaluation can set a
         # per-target value.
         self.beta = float(beta)
+        # Trade time for memory: the blocks that carry tokens run again in backward.
+        self.recompute = bool(recompute)
         self.image_tower = ImageTower(clip_model.visual)
         self.text_tower = TextTower(clip_model)
         self.start = arch.rep_layers[0] - 1  # J, 0-based
@@ -67,7 +77,8 @@ class RepresentationCLIP(nn.Module):
 
     def _text_features(self, text_tokens: List[torch.Tensor]) -> torch.Tensor:
         inserts = dict(zip(self.layer_index, text_tokens))
-        x = self.text_tower.run(self.text_lower, self.start, self.text_tower.n_layers, inserts, self._blend)
+        x = self.text_tower.run(self.text_lower, self.start, self.text_tower.n_layers, inserts, self._blend,
+                                self.recompute)
         f = self.text_tower.feature(x, self.eot_index, shift=self.arch.n_tokens)
         return F.normalize(f, dim=-1)
 
@@ -86,7 +97,7 @@ class RepresentationCLIP(nn.Module):
             with torch.no_grad():
                 f_zs = F.normalize(tower.cls_feature(tower.run(x, self.start, tower.n_layers)), dim=-1)
         inserts = dict(zip(self.layer_index, visual_tokens))
-        x = tower.run(x, self.start, tower.n_layers, inserts, self._blend)
+        x = tower.run(x, self.start, tower.n_layers, inserts, self._blend, self.recompute)
         f_c = F.normalize(tower.cls_feature(x), dim=-1)
         f_r = F.normalize(tower.token_feature(x, self.arch.n_tokens, self.learner.rep_projection()), dim=-1)
         return f_c, f_r, f_zs

@@ -8,6 +8,7 @@ from typing import Dict, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 _MASKS: Dict[Tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
 
@@ -67,12 +68,14 @@ class _Tower:
         stop: int,
         inserts: Optional[Mapping[int, torch.Tensor]] = None,
         beta: Optional[float] = None,
+        recompute: bool = False,
     ) -> torch.Tensor:
         """Blocks [start, stop) (0-based) on x [L, N, D].
 
         ``inserts`` maps a 0-based block index to tokens [K, D] spliced in before that block:
         at the smallest index they are inserted; at later ones they replace the previous
-        token outputs, or, when ``beta`` is given, are blended with them.
+        token outputs, or, when ``beta`` is given, are blended with them. With ``recompute``,
+        a block whose output needs a gradient keeps only its input and runs again in backward.
         """
         if not 0 <= start <= stop <= self.n_layers:
             raise ValueError(f"block range [{start}, {stop}) is outside 0..{self.n_layers}")
@@ -86,7 +89,10 @@ class _Tower:
                     mode = "replace" if beta is None else "blend"
                 x = splice_tokens(x, inserts[i], mode, beta)
             mask = causal_mask(x.shape[0], x.dtype, x.device) if self.causal else None
-            x = run_block(self.blocks[i], x, mask)
+            if recompute and torch.is_grad_enabled() and x.requires_grad:
+                x = checkpoint(run_block, self.blocks[i], x, mask, use_reentrant=False)
+            else:
+                x = run_block(self.blocks[i], x, mask)
         return x
 
 

@@ -142,6 +142,9 @@ def _extend_lineage(cfg: CN) -> None:
     cfg.TRAINER.MMRL.REP_DIM = 512
     cfg.TRAINER.MMRL.N_REP_TOKENS = 5
     cfg.TRAINER.MMRL.PREC = "fp16"  # fp16 / fp32 / amp
+    # Ours: recompute the blocks above the first insertion layer in backward instead of keeping
+    # their activations (about a third less memory, a sixth more time per step).
+    cfg.TRAINER.MMRL.RECOMPUTE = False
 
     cfg.TRAINER.MMRLpp = CN()
     cfg.TRAINER.MMRLpp.ALPHA = 0.7
@@ -153,6 +156,7 @@ def _extend_lineage(cfg: CN) -> None:
     cfg.TRAINER.MMRLpp.PROJ_LORA_DIM = 64
     cfg.TRAINER.MMRLpp.RES_LORA_DIM = 4
     cfg.TRAINER.MMRLpp.PREC = "fp16"
+    cfg.TRAINER.MMRLpp.RECOMPUTE = False
 
     cfg.TRAINER.COOP = CN()
     cfg.TRAINER.COOP.N_CTX = 16
