@@ -4,11 +4,12 @@
 #
 # The caller sets, before sourcing:
 #   TRAINER        registered trainer name (MMRL, MMRLpp, ZeroshotCLIP)
-#   EVAL_ONLY=1    the trainer learns nothing (zero-shot): "train" jobs only evaluate and
-#                  test jobs need no trained model
+#   CD_OPTS        trainer-specific opts of the cross-dataset jobs (array)
+# and, for ZeroshotCLIP, this file sets:
+#   EVAL_ONLY=1    the trainer learns nothing: "train" jobs only evaluate and test jobs need
+#                  no trained model
 #   ONE_CFG=NAME   use configs/trainers/$TRAINER/NAME.yaml for every protocol
 #   DEFAULT_SEEDS  seeds run when none is given (default: 1 2 3)
-#   CD_OPTS        trainer-specific opts of the cross-dataset jobs (array)
 #
 # Environment read here:
 #   DATA     dataset root (required, except for the demo, which defaults to ./data and is
@@ -24,6 +25,14 @@
 #   $OUTPUT/base2new/train_base/<dataset>/shots_16/<trainer>/<cfg>/seed<S>
 #   $OUTPUT/base2new/test_new/<dataset>/shots_16/<trainer>/<cfg>/seed<S>
 #   $OUTPUT/few_shot/<dataset>/shots_<K>/<trainer>/<cfg>/seed<S>
+
+# The zero-shot baseline learns nothing: its "training" runs only evaluate, one config serves
+# every dataset, and every seed gives the same accuracy.
+if [[ ${TRAINER:-} == ZeroshotCLIP ]]; then
+    EVAL_ONLY=1
+    ONE_CFG=vit_b16
+    DEFAULT_SEEDS=(1)
+fi
 
 : "${PYTHON:=python}"
 : "${OUTPUT:=output}"

@@ -9,9 +9,6 @@
 # Environment (DATA, OUTPUT, PYTHON, OPTS, FORCE): see scripts/common.sh.
 set -euo pipefail
 TRAINER=ZeroshotCLIP
-EVAL_ONLY=1
-ONE_CFG=vit_b16
-DEFAULT_SEEDS=(1)
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 cross_datasets_train "$@"
