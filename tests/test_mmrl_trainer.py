@@ -111,7 +111,8 @@ def test_new_classes_are_scored_with_class_logits(trained, root, tmp_path):
         scored = evaluator.model_inference(images)
         text = evaluator.model.text_features()
         logits_c, logits_r, logits_fused = evaluator.model.logits(images, text)
-    assert torch.equal(scored, logits_c)
+    # Evaluation runs a batch in chunks of images, which only moves float rounding.
+    assert torch.allclose(scored, logits_c, atol=1e-5, rtol=0)
     assert not torch.allclose(logits_c, logits_fused)
     assert torch.allclose(logits_fused, 0.7 * logits_c + 0.3 * logits_r, atol=1e-4)
 

@@ -1,5 +1,5 @@
 """What every trainer on a frozen CLIP shares: loading CLIP once, the class prompts, batches."""
-from typing import List, Tuple
+from typing import Callable, List, Tuple
 
 import torch
 
@@ -8,8 +8,19 @@ from mmrl.model.clip_loader import MINI_BACKBONE, load_clip
 from mmrl.templates import class_prompts, template_for
 
 
+# Images per forward pass at evaluation. Test batches are large (250 in the method configs) and
+# each image's logits are independent of the others', so a batch runs in chunks: the same
+# predictions, with the activation peak of 32 images instead of 250 (~0.5 GB less at ViT-B/16).
+EVAL_CHUNK = 32
+
+
 class CLIPTrainer(TrainerX):
     """Base of the CLIP trainers (not registered itself)."""
+
+    @staticmethod
+    def in_chunks(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+        """``fn`` over ``images`` [B, ...] in chunks of EVAL_CHUNK, outputs concatenated on dim 0."""
+        return torch.cat([fn(chunk) for chunk in images.split(EVAL_CHUNK)])
 
     def load_clip(self):
         cfg = self.cfg

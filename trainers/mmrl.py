@@ -132,8 +132,9 @@ class MMRL(CLIPTrainer):
         with self.autocast():
             if self._eval_text_features is None:
                 self._eval_text_features = self.model.text_features()
-            logits_c, _, logits_fused = self.model.logits(image, self._eval_text_features)
-        return (logits_fused if self._scored == "fused" else logits_c).float()
+            index = 2 if self._scored == "fused" else 0  # (logits_c, logits_r, logits_fused)
+            logits = self.in_chunks(lambda x: self.model.logits(x, self._eval_text_features)[index], image)
+        return logits.float()
 
     # ---- loading --------------------------------------------------------------------------------
     def _checkpoint_folder(self, directory: str) -> str:

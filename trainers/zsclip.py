@@ -14,7 +14,7 @@ class ZeroshotCLIP(CLIPTrainer):
         self.model = ZeroShotCLIP(clip_model, prompts).to(self.device)
 
     def model_inference(self, image):
-        return self.model(image)
+        return self.in_chunks(self.model, image)
 
     def load_model(self, directory, epoch=None):
         if directory:

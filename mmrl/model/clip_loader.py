@@ -122,15 +122,21 @@ def _spec_from_state_dict(sd: Dict[str, torch.Tensor]) -> Dict[str, int]:
 
 
 def _build_fp32(sd: Dict[str, torch.Tensor], source: str) -> CLIP:
-    # Constructed in fp32 and filled from the file: fp16 weights widen exactly, fp32 ones
-    # (our random models) stay bit-identical, unlike clip.model.build_model which halves them.
-    with torch.random.fork_rng(devices=[]):  # construction's random init must not shift the caller's seed
+    # Built without storage (meta device) and handed the file's tensors, widened to fp32 where
+    # they are fp16: no second copy of the weights is ever allocated, and fp32 weights (our random
+    # models) stay bit-identical, unlike clip.model.build_model which halves them.
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
         model = CLIP(**_spec_from_state_dict(sd))
-    model.float()
+    sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
     try:
-        model.load_state_dict(sd, strict=True)
+        model.load_state_dict(sd, strict=True, assign=True)
     except RuntimeError as e:
         raise ValueError(f"{source} does not match the CLIP architecture its shapes imply: {e}") from e
+    # The text blocks' causal mask is a plain attribute, not a weight: give it the storage the
+    # constructor would have (one tensor shared by every block, as CLIP builds it).
+    mask = model.build_attention_mask()
+    for block in model.transformer.resblocks:
+        block.attn_mask = mask
     return model
 
 

@@ -1,0 +1,84 @@
+"""Peak memory and time of a whole `train.py` run (train, then the final test) at ViT-B/16 size.
+
+    python benchmarks/train_test_run.py --trainer MMRL --classes 100 --shots 1
+
+It writes a randomly initialised CLIP with ViT-B/16 shapes to a weights file and a folder of
+random 256x256 images (one sub-folder per class, read by the ImageFolder dataset), then runs
+train.py as a user would with the method's base-to-novel config (MMRL/vit_b16.yaml: batch 4,
+fp32 on CPU) on the base half of the classes for one epoch, and reports the run's peak resident
+memory (data loading in the main process, NUM_WORKERS 0) and its time per training step.
+It prints figures; it is not a test.
+"""
+import argparse
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from mmrl.demo.clip import VIT_B16_SPEC, build_random_clip
+from mmrl.demo.images import write_image
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def make_folder_dataset(folder: str, n_classes: int, per_class: int) -> None:
+    rng = np.random.default_rng(0)
+    for c in range(n_classes):
+        for i in range(per_class):
+            write_image(os.path.join(folder, f"class_{c:03d}", f"{i}.jpg"),
+                        rng.integers(0, 256, (256, 256, 3), dtype=np.uint8))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--trainer", choices=["MMRL", "MMRLpp"], default="MMRL")
+    p.add_argument("--classes", type=int, default=100, help="classes in the folder (the base half trains)")
+    p.add_argument("--per-class", type=int, default=4, help="images per class (50%% train, 20%% val, rest test)")
+    p.add_argument("--shots", type=int, default=1)
+    p.add_argument("--work-dir", default="", help="where to write the weights and images (default: a temp dir)")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="extra KEY VALUE config overrides")
+    args = p.parse_args(argv)
+
+    work = args.work_dir or tempfile.mkdtemp(prefix="mmrl-bench-")
+    weights = os.path.join(work, "vit-b16-random.pt")
+    if not os.path.isfile(weights):
+        torch.save(build_random_clip(VIT_B16_SPEC).state_dict(), weights)
+    data = os.path.join(work, "data")
+    if not os.path.isdir(os.path.join(data, "folder")):
+        make_folder_dataset(os.path.join(data, "folder"), args.classes, args.per_class)
+    out = os.path.join(work, f"run-{args.trainer}-{int(time.time())}")
+
+    cmd = [sys.executable, "train.py", "--root", data, "--seed", "1", "--trainer", args.trainer,
+           "--dataset-config-file", "configs/datasets/image_folder.yaml",
+           "--config-file", f"configs/trainers/{args.trainer}/vit_b16.yaml", "--output-dir", out,
+           "MODEL.BACKBONE.PATH", weights, "DATASET.FOLDER.DIR", "folder",
+           "DATASET.NUM_SHOTS", str(args.shots), "DATASET.SUBSAMPLE_CLASSES", "base",
+           "OPTIM.MAX_EPOCH", "1", "DATALOADER.NUM_WORKERS", "0", "TRAIN.PRINT_FREQ", "1", *args.opts]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n")
+        return proc.returncode
+    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 ** 2
+    batch_times = [float(t) for t in re.findall(r"batch \[\d+/\d+\] time ([\d.]+)", proc.stdout)]
+    accuracy = re.findall(r"^\* accuracy: ([\d.]+)%", proc.stdout, re.M)
+    steady = batch_times[1:] or batch_times  # the first step also fills the caches
+
+    print(f"trainer            {args.trainer} (vit_b16.yaml, random ViT-B/16 weights, {args.classes // 2} base classes)")
+    print(f"training steps     {len(batch_times)}, {np.mean(steady):.3f} s per step after the first")
+    print(f"final test         {accuracy[-1] if accuracy else '?'}% (random weights: meaningless)")
+    print(f"whole run          {wall:.1f} s (start-up, one epoch, final test)")
+    print(f"peak memory        {peak_gb:.2f} GB (resident, train.py process)")
+    print(f"output             {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
