@@ -49,8 +49,9 @@ def main(argv=None) -> int:
     p.add_argument("--eval-images", type=int, default=32)
     p.add_argument("--eval-batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--recompute", action="store_true",
-                   help="recompute the token-carrying blocks in backward (TRAINER.<NAME>.RECOMPUTE True)")
+    p.add_argument("--recompute", choices=["auto", "on", "off"], default="auto",
+                   help="recompute the token-carrying blocks in backward, as TRAINER.<NAME>.RECOMPUTE "
+                        "(auto: on CPU only, the trainers' default)")
     args = p.parse_args(argv)
 
     device = torch.device(args.device)
@@ -79,7 +80,8 @@ def main(argv=None) -> int:
     words = ["red", "spotted", "mountain", "grey", "long", "tailed", "house", "river", "jet", "night"]
     prompts = [f"a photo of a {' '.join(words[(i + j) % len(words)] for j in range(1 + i % 6))}."
                for i in range(args.classes)]
-    kwargs = {"alpha": 0.7, "recompute": args.recompute}
+    recompute = args.recompute == "on" or (args.recompute == "auto" and device.type == "cpu")
+    kwargs = {"alpha": 0.7, "recompute": recompute}
     if args.trainer == "MMRLpp":
         kwargs["beta"] = 0.9
     model = RepresentationCLIP(clip_model, prompts, arch, **kwargs).to(device)
@@ -134,7 +136,7 @@ def main(argv=None) -> int:
         eval_time = time.perf_counter() - start
 
     print(f"trainer            {args.trainer} ({args.spec}, random weights, {args.prec}, {device}"
-          f"{', recompute' if args.recompute else ''})")
+          f"{', recompute' if recompute else ''})")
     print(f"threads            {torch.get_num_threads()}")
     print(f"classes / batch    {args.classes} / {args.batch_size} "
           f"(longest prompt {int(model.eot_index.max()) + 1} tokens)")

@@ -58,6 +58,8 @@ class MMRL(CLIPTrainer):
         node = cfg.TRAINER[self.variant]
         if node.PREC not in ("fp16", "fp32", "amp"):
             raise ValueError(f"TRAINER.{self.variant}.PREC must be fp16, fp32 or amp, got {node.PREC!r}")
+        if node.RECOMPUTE not in ("auto", "on", "off"):
+            raise ValueError(f"TRAINER.{self.variant}.RECOMPUTE must be auto, on or off, got {node.RECOMPUTE!r}")
         if not node.REP_LAYERS:
             raise ValueError(f"TRAINER.{self.variant}.REP_LAYERS is empty: give the 1-based blocks that take "
                              "representation tokens, e.g. [6, 7, 8, 9, 10, 11, 12]")
@@ -73,7 +75,13 @@ class MMRL(CLIPTrainer):
         return {}
 
     def model_kwargs(self) -> dict:
-        return {"alpha": self.method_cfg.ALPHA, "recompute": self.method_cfg.RECOMPUTE}
+        return {"alpha": self.method_cfg.ALPHA, "recompute": self.recompute}
+
+    @property
+    def recompute(self) -> bool:
+        # "auto": trade time for memory on CPU only; a GPU has the memory and is better spent on speed.
+        choice = self.method_cfg.RECOMPUTE
+        return choice == "on" or (choice == "auto" and self.device.type == "cpu")
 
     def build_model(self):
         self.clip_model = self.load_clip()
@@ -89,7 +97,8 @@ class MMRL(CLIPTrainer):
         self.model = RepresentationCLIP(self.clip_model, self.prompts, arch, **self.model_kwargs()).to(self.device)
         learner = self.model.learner
         n_trainable = sum(p.numel() for p in learner.parameters() if p.requires_grad)
-        print(f"Trainable parameters: {n_trainable:,} (CLIP stays frozen)")
+        print(f"Trainable parameters: {n_trainable:,} (CLIP stays frozen)"
+              f"{'; token-carrying blocks are recomputed in backward' if self.recompute else ''}")
         optim = build_optimizer(learner, self.cfg.OPTIM)
         sched = build_lr_scheduler(optim, self.cfg.OPTIM)
         if self.model_name in self.get_model_names():
