@@ -5,13 +5,8 @@ import os
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 from mmrl.dassl.config import get_cfg_default
-from mmrl.dassl.engine import TrainerX
-from mmrl.dassl.metrics import compute_accuracy
-from mmrl.dassl.optim import build_lr_scheduler, build_optimizer
 from mmrl.dassl.utils import (
     find_checkpoint_file,
     load_checkpoint,
@@ -20,6 +15,8 @@ from mmrl.dassl.utils import (
     save_checkpoint,
     set_random_seed,
 )
+
+from tests.toy_trainer import ToyTrainer
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -142,38 +139,6 @@ def test_load_pretrained_weights_keeps_matching_tensors(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- resume
-
-
-class ToyTrainer(TrainerX):
-    """Linear classifier on 24 in-memory points (batches of 4, shuffled)."""
-
-    def build_data_loader(self):
-        g = torch.Generator().manual_seed(0)
-        x = torch.randn(24, 4, generator=g)
-        y = (x[:, 0] > 0).long()
-        data = [{"img": x[i], "label": y[i], "domain": 0} for i in range(24)]
-        self.train_loader_x = DataLoader(data, batch_size=4, shuffle=True)
-        self.train_loader_u = None
-        self.val_loader = DataLoader(data[:8], batch_size=8)
-        self.test_loader = DataLoader(data, batch_size=8)
-        self.num_classes = 2
-        self.num_source_domains = 0
-        self.lab2cname = {0: "neg", 1: "pos"}
-
-    def build_model(self):
-        self.model = nn.Linear(4, 2)
-        self.optim = build_optimizer(self.model, self.cfg.OPTIM)
-        self.sched = build_lr_scheduler(self.optim, self.cfg.OPTIM)
-        self.register_model("model", self.model, self.optim, self.sched)
-
-    def forward_backward(self, batch):
-        x, y, _ = self.parse_batch_train(batch)
-        out = self.model(x)
-        loss = F.cross_entropy(out, y)
-        self.model_backward_and_update(loss)
-        if self.batch_idx + 1 == self.num_batches:
-            self.update_lr()
-        return {"loss": loss.item(), "acc": compute_accuracy(out, y)[0].item()}
 
 
 class Interrupted(Exception):

@@ -5,51 +5,25 @@ import types
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 import mmrl.dassl.engine.trainer as trainer_module
 from mmrl.dassl.config import get_cfg_default
-from mmrl.dassl.engine import TRAINER_REGISTRY, TrainerBase, TrainerX, build_trainer
-from mmrl.dassl.metrics import compute_accuracy
-from mmrl.dassl.optim import build_lr_scheduler, build_optimizer
+from mmrl.dassl.engine import TRAINER_REGISTRY, TrainerBase, build_trainer
 from mmrl.dassl.utils import Registry, set_random_seed
+
+from tests.toy_trainer import ToyTrainer
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
-class LoopTrainer(TrainerX):
-    """Linear classifier on 24 in-memory points; records the hooks it runs."""
+class LoopTrainer(ToyTrainer):
+    """Records the hooks it runs."""
+
+    with_val = False
 
     def build_data_loader(self):
-        g = torch.Generator().manual_seed(0)
-        x = torch.randn(24, 4, generator=g)
-        y = (x[:, 0] > 0).long()
-        data = [{"img": x[i], "label": y[i], "domain": 0} for i in range(24)]
-        self.train_loader_x = DataLoader(data, batch_size=4, shuffle=True)
-        self.train_loader_u = None
-        self.val_loader = None
-        self.test_loader = DataLoader(data, batch_size=8)
-        self.num_classes = 2
-        self.num_source_domains = 0
-        self.lab2cname = {0: "neg", 1: "pos"}
+        super().build_data_loader()
         self.calls = []
-
-    def build_model(self):
-        self.model = nn.Linear(4, 2)
-        self.optim = build_optimizer(self.model, self.cfg.OPTIM)
-        self.sched = build_lr_scheduler(self.optim, self.cfg.OPTIM)
-        self.register_model("model", self.model, self.optim, self.sched)
-
-    def forward_backward(self, batch):
-        x, y, _ = self.parse_batch_train(batch)
-        with self.autocast():
-            out = self.model(x)
-            loss = F.cross_entropy(out, y)
-        self.model_backward_and_update(loss)
-        if self.batch_idx + 1 == self.num_batches:
-            self.update_lr()
-        return {"loss": loss.item(), "acc": compute_accuracy(out, y)[0].item()}
 
     def before_train(self):
         self.calls.append("before_train")
