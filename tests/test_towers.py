@@ -1,10 +1,9 @@
-import copy
-
 import pytest
 import torch
 
 from mmrl.model.clip_loader import tokenize
 from mmrl.model.towers import ImageTower, TextTower, causal_mask, run_block, splice_tokens
+from tests import reference_forward
 
 K = 3
 PROMPTS = ["a photo of a dog.", "a photo of a tiny red car.", "cat"]
@@ -18,48 +17,6 @@ def images():
 @pytest.fixture(scope="module")
 def tokens():
     return tokenize(PROMPTS)
-
-
-def plain_image_forward(visual, images, layers, tokens_per_layer):
-    """CLIP's image encoder written out, each block run by its own forward."""
-    x = visual.conv1(images)
-    x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
-    cls = visual.class_embedding + torch.zeros(x.shape[0], 1, x.shape[-1])
-    x = visual.ln_pre(torch.cat([cls, x], dim=1) + visual.positional_embedding).permute(1, 0, 2)
-    for i, block in enumerate(visual.transformer.resblocks):
-        number = i + 1
-        if number in layers:
-            t = tokens_per_layer[layers.index(number)].unsqueeze(1).expand(-1, x.shape[1], -1)
-            if number == layers[0]:
-                x = torch.cat([x[:1], t, x[1:]])
-            else:
-                x = torch.cat([x[:1], t, x[1 + K:]])
-        x = block(x)
-    x = x.permute(1, 0, 2)
-    f_c = visual.ln_post(x[:, 0]) @ visual.proj
-    f_r = visual.ln_post(x[:, 1:1 + K]).mean(dim=1) @ visual.proj
-    return f_c, f_r
-
-
-def plain_text_forward(model, tokens, layers, tokens_per_layer, seen_lengths):
-    """CLIP's text encoder written out; each block is a copy whose attn_mask is set to a fresh mask."""
-    x = (model.token_embedding(tokens) + model.positional_embedding).permute(1, 0, 2)
-    for i, block in enumerate(model.transformer.resblocks):
-        number = i + 1
-        if number in layers:
-            t = tokens_per_layer[layers.index(number)].unsqueeze(1).expand(-1, x.shape[1], -1)
-            if number == layers[0]:
-                x = torch.cat([x[:1], t, x[1:]])
-            else:
-                x = torch.cat([x[:1], t, x[1 + K:]])
-        n = x.shape[0]
-        own = copy.deepcopy(block)
-        own.attn_mask = torch.triu(torch.full((n, n), float("-inf")), diagonal=1)
-        seen_lengths.append(n)
-        x = own(x)
-    x = model.ln_final(x.permute(1, 0, 2))
-    eot = tokens.argmax(dim=-1) + K
-    return x[torch.arange(x.shape[0]), eot] @ model.text_projection
 
 
 def test_zero_tokens_equal_clip_encoders(mini_clip, images, tokens):
@@ -95,7 +52,7 @@ def test_image_tower_with_tokens_equals_plain_recomputation(mini_clip, images, l
     with torch.no_grad():
         x = tower.run(tower.embed(images), 0, 12, {n - 1: t for n, t in zip(layers, toks)})
         assert x.shape == (1 + K + 16, 2, 128)
-        want_c, want_r = plain_image_forward(mini_clip.visual, images, layers, toks)
+        want_c, want_r = reference_forward.image_features(mini_clip.visual, images, layers, toks, K, mini_clip.visual.proj)
         assert torch.allclose(tower.cls_feature(x), want_c, atol=1e-5, rtol=0)
         assert torch.allclose(tower.token_feature(x, K, mini_clip.visual.proj), want_r, atol=1e-5, rtol=0)
 
@@ -112,7 +69,7 @@ def test_text_tower_with_tokens_equals_plain_recomputation(mini_clip, tokens, la
         lower = tower.run(tower.embed(tokens), 0, layers[0] - 1)
         x = tower.run(lower, layers[0] - 1, 12, {n - 1: t for n, t in zip(layers, toks)})
         got = tower.feature(x, tokens.argmax(dim=-1), shift=K)
-        want = plain_text_forward(mini_clip, tokens, layers, toks, lengths)
+        want = reference_forward.text_features(mini_clip, tokens, layers, toks, K, seen_lengths=lengths)
     assert torch.allclose(got, want, atol=1e-5, rtol=0)
     j = layers[0]
     # The reference runs 77 (+K) positions; ours stop at the last EOT, which the equality above shows
