@@ -19,30 +19,38 @@ def _indices_by(data_source: Sequence, attr: str) -> Dict[int, List[int]]:
     return groups
 
 
-class RandomDomainSampler(Sampler):
-    """Each minibatch holds ``batch_size / n_domain`` images from each of
-    ``n_domain`` randomly chosen domains; the epoch ends once a chosen domain
-    runs short of images. ``n_domain <= 0`` means all domains."""
+class _DomainSampler(Sampler):
+    """Minibatches of ``batch_size / n_domain`` images from each of ``n_domain`` domains per
+    round (``n_domain <= 0``: all domains; the domains of a round come from
+    :meth:`round_domains`); the epoch ends once a drawn domain runs short of images."""
 
     def __init__(self, data_source: Sequence, batch_size: int, n_domain: int) -> None:
         self.data_source = data_source
         self.domain_dict = _indices_by(data_source, "domain")
-        self.domains = list(self.domain_dict.keys())
+        self.domains = self.order_domains(list(self.domain_dict.keys()))
         if n_domain is None or n_domain <= 0:
             n_domain = len(self.domains)
         if batch_size % n_domain != 0:
-            raise ValueError(f"RandomDomainSampler: batch size {batch_size} is not divisible by n_domain={n_domain}")
+            raise ValueError(
+                f"{type(self).__name__}: batch size {batch_size} is not divisible by n_domain={n_domain}"
+            )
         self.n_img_per_domain = batch_size // n_domain
         self.batch_size = batch_size
         self.n_domain = n_domain
         self.length = len(list(self.__iter__()))
+
+    def order_domains(self, domains: List[int]) -> List[int]:
+        return domains
+
+    def round_domains(self) -> List[int]:
+        raise NotImplementedError
 
     def __iter__(self) -> Iterator[int]:
         domain_dict = copy.deepcopy(self.domain_dict)
         final_idxs: List[int] = []
         stop_sampling = False
         while not stop_sampling:
-            for domain in random.sample(self.domains, self.n_domain):
+            for domain in self.round_domains():
                 selected = random.sample(domain_dict[domain], self.n_img_per_domain)
                 final_idxs.extend(selected)
                 for idx in selected:
@@ -55,38 +63,24 @@ class RandomDomainSampler(Sampler):
         return self.length
 
 
-class SeqDomainSampler(Sampler):
-    """Each minibatch holds ``batch_size / n_domains`` random images of every
-    domain, domains in sorted order."""
+class RandomDomainSampler(_DomainSampler):
+    """Each round draws ``n_domain`` random domains, in first-appearance order of the data."""
+
+    def round_domains(self) -> List[int]:
+        return random.sample(self.domains, self.n_domain)
+
+
+class SeqDomainSampler(_DomainSampler):
+    """Each round takes every domain, in sorted order."""
 
     def __init__(self, data_source: Sequence, batch_size: int) -> None:
-        self.data_source = data_source
-        self.domain_dict = _indices_by(data_source, "domain")
-        self.domains = sorted(self.domain_dict.keys())
-        n_domain = len(self.domains)
-        if batch_size % n_domain != 0:
-            raise ValueError(f"SeqDomainSampler: batch size {batch_size} is not divisible by {n_domain} domains")
-        self.n_img_per_domain = batch_size // n_domain
-        self.batch_size = batch_size
-        self.n_domain = n_domain
-        self.length = len(list(self.__iter__()))
+        super().__init__(data_source, batch_size, n_domain=0)
 
-    def __iter__(self) -> Iterator[int]:
-        domain_dict = copy.deepcopy(self.domain_dict)
-        final_idxs: List[int] = []
-        stop_sampling = False
-        while not stop_sampling:
-            for domain in self.domains:
-                selected = random.sample(domain_dict[domain], self.n_img_per_domain)
-                final_idxs.extend(selected)
-                for idx in selected:
-                    domain_dict[domain].remove(idx)
-                if len(domain_dict[domain]) < self.n_img_per_domain:
-                    stop_sampling = True
-        return iter(final_idxs)
+    def order_domains(self, domains: List[int]) -> List[int]:
+        return sorted(domains)
 
-    def __len__(self) -> int:
-        return self.length
+    def round_domains(self) -> List[int]:
+        return self.domains
 
 
 class RandomClassSampler(Sampler):
