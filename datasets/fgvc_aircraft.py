@@ -5,7 +5,7 @@ import os
 from typing import Dict, List, Tuple
 
 from mmrl.dassl.data.datasets import DATASET_REGISTRY, Datum
-from mmrl.data.benchmark import BenchmarkDataset, dataset_path
+from mmrl.data.benchmark import BenchmarkDataset
 from mmrl.data.check import DatasetLayout, read_text_lines
 
 SPLIT_FILES = ("images_variant_train.txt", "images_variant_val.txt", "images_variant_test.txt")
@@ -19,7 +19,7 @@ class FGVCAircraft(DatasetLayout, BenchmarkDataset):
 
     @classmethod
     def required_paths(cls, cfg) -> List[str]:
-        folder = dataset_path(cfg, cls.dataset_dir)
+        folder = cls.folder(cfg)
         files = (cls.image_dir, "variants.txt") + SPLIT_FILES
         return [folder] + [os.path.join(folder, f) for f in files]
 

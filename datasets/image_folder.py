@@ -16,9 +16,9 @@ import os
 import random
 from typing import Dict, List, Optional, Tuple
 
-from mmrl.dassl.data.datasets import DATASET_REGISTRY, Datum
+from mmrl.dassl.data.datasets import DATASET_REGISTRY, Datum, dataset_path
 from mmrl.dassl.utils import listdir_nohidden
-from mmrl.data.benchmark import BenchmarkDataset, dataset_path
+from mmrl.data.benchmark import BenchmarkDataset
 from mmrl.data.check import DATASETS_DOC, DatasetLayout, read_text_lines
 
 SPLIT_FILE = "split_image_folder.json"

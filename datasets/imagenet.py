@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from mmrl.dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum, load_pickle
 from mmrl.dassl.utils import listdir_nohidden
-from mmrl.data.benchmark import BenchmarkDataset, dataset_path
+from mmrl.data.benchmark import BenchmarkDataset
 from mmrl.data.check import DATASETS_DOC, DatasetLayout
 
 IMAGENET_NUM_CLASSES = 1000
@@ -127,14 +127,14 @@ class ImageNet(DatasetLayout, BenchmarkDataset):
 
     @classmethod
     def required_paths(cls, cfg) -> List[str]:
-        folder = dataset_path(cfg, cls.dataset_dir)
+        folder = cls.folder(cfg)
         images = os.path.join(folder, cls.image_dir)
         return [folder, os.path.join(folder, CLASSNAMES_FILE), os.path.join(images, "train"),
                 os.path.join(images, "val")]
 
     @classmethod
     def layout_problem(cls, cfg) -> Optional[str]:
-        folder = dataset_path(cfg, cls.dataset_dir)
+        folder = cls.folder(cfg)
         for split in ("val", "train"):
             problem = flat_folder_problem(os.path.join(folder, cls.image_dir, split))
             if problem:
@@ -182,7 +182,7 @@ class ImageNetVariant(DatasetLayout, DatasetBase):
 
     def __init__(self, cfg) -> None:
         self.cfg = cfg
-        self.dataset_dir = dataset_path(cfg, type(self).dataset_dir)
+        self.dataset_dir = type(self).folder(cfg)
         if not os.path.isdir(self.dataset_dir):
             raise FileNotFoundError(
                 f"{type(self).__name__}: dataset folder {self.dataset_dir} does not exist "
@@ -204,12 +204,12 @@ class ImageNetVariant(DatasetLayout, DatasetBase):
 
     @classmethod
     def required_paths(cls, cfg) -> List[str]:
-        folder = dataset_path(cfg, cls.dataset_dir)
+        folder = cls.folder(cfg)
         return [folder, os.path.join(folder, CLASSNAMES_FILE), os.path.join(folder, cls.image_dir)]
 
     @classmethod
     def layout_problem(cls, cfg) -> Optional[str]:
-        folder = dataset_path(cfg, cls.dataset_dir)
+        folder = cls.folder(cfg)
         try:
             read_classnames(os.path.join(folder, CLASSNAMES_FILE))
         except ValueError as err:

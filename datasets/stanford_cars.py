@@ -6,7 +6,7 @@ import os
 from typing import List, Tuple
 
 from mmrl.dassl.data.datasets import DATASET_REGISTRY, Datum
-from mmrl.data.benchmark import BenchmarkDataset, dataset_path, split_trainval
+from mmrl.data.benchmark import BenchmarkDataset, split_trainval
 from mmrl.data.check import DATASETS_DOC, DatasetLayout, require_raw_files
 
 
@@ -39,7 +39,7 @@ class StanfordCars(DatasetLayout, BenchmarkDataset):
 
     @classmethod
     def required_paths(cls, cfg) -> List[str]:
-        folder = dataset_path(cfg, cls.dataset_dir)
+        folder = cls.folder(cfg)
         return [folder] + [os.path.join(folder, p) for p in ("cars_train", "cars_test", cls.split_file)]
 
     def read_annotations(self, image_subdir: str, anno_file: str, meta_file: str) -> List[Datum]:

@@ -18,7 +18,6 @@ from mmrl.dassl.utils import atomic_write, listdir_nohidden, mkdir_if_missing, r
 
 __all__ = [
     "BenchmarkDataset",
-    "dataset_path",
     "load_or_create_fewshot",
     "read_and_split_data",
     "read_split",
@@ -223,11 +222,6 @@ def load_or_create_fewshot(
     return train, val
 
 
-def dataset_path(cfg, dataset_dir: str) -> str:
-    """``<abspath(expanduser(DATASET.ROOT))>/<dataset_dir>``."""
-    return osp.join(osp.abspath(osp.expanduser(cfg.DATASET.ROOT)), dataset_dir)
-
-
 class BenchmarkDataset(DatasetBase):
     """The common flow of the lineage's benchmark datasets.
 
@@ -242,11 +236,6 @@ class BenchmarkDataset(DatasetBase):
     split_file: str = ""
     split_prefix: str = "image"
     fewshot_val: bool = True
-
-    @classmethod
-    def folder(cls, cfg) -> str:
-        """The dataset's folder: ``<DATASET.ROOT>/<dataset_dir>`` unless a dataset says otherwise."""
-        return dataset_path(cfg, cls.dataset_dir)
 
     def __init__(self, cfg) -> None:
         self.cfg = cfg

@@ -19,7 +19,6 @@ import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from mmrl.data.benchmark import dataset_path
 
 DATASETS_DOC = "DATASETS.md"
 
@@ -66,7 +65,7 @@ class DatasetLayout:
     def required_paths(cls, cfg) -> List[str]:
         """Paths that must exist under ``cfg.DATASET.ROOT`` before the dataset can be built, in
         the order the checker reports the first missing one."""
-        folder = dataset_path(cfg, cls.dataset_dir)
+        folder = cls.folder(cfg)
         paths = [folder, os.path.join(folder, cls.image_dir)]
         if getattr(cls, "split_file", ""):
             paths.append(os.path.join(folder, cls.split_file))

@@ -1,6 +1,7 @@
 from .base_dataset import (
     Datum,
     DatasetBase,
+    dataset_path,
     generate_fewshot_dataset,
     load_pickle,
     split_dataset_by_domain,

@@ -145,6 +145,11 @@ def load_pickle(path: str) -> Any:
         ) from e
 
 
+def dataset_path(cfg: Any, dataset_dir: str) -> str:
+    """``<abspath(expanduser(DATASET.ROOT))>/<dataset_dir>``."""
+    return osp.join(osp.abspath(osp.expanduser(cfg.DATASET.ROOT)), dataset_dir)
+
+
 class DatasetBase:
     """A dataset: lists of Datum for train_x, train_u, val and test.
 
@@ -156,6 +161,11 @@ class DatasetBase:
     dataset_dir: str = ""
     domains: List[str] = []
     template: Optional[str] = None
+
+    @classmethod
+    def folder(cls, cfg: Any) -> str:
+        """The dataset's folder: ``<DATASET.ROOT>/<dataset_dir>`` unless a dataset says otherwise."""
+        return dataset_path(cfg, cls.dataset_dir)
 
     def __init__(
         self,
