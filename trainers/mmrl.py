@@ -55,14 +55,10 @@ class MMRL(CLIPTrainer):
         return self.cfg.TRAINER[self.variant]
 
     def check_cfg(self, cfg):
+        # PREC is checked by the engine and REP_LAYERS by RepArch.
         node = cfg.TRAINER[self.variant]
-        if node.PREC not in ("fp16", "fp32", "amp"):
-            raise ValueError(f"TRAINER.{self.variant}.PREC must be fp16, fp32 or amp, got {node.PREC!r}")
         if node.RECOMPUTE not in ("auto", "on", "off"):
             raise ValueError(f"TRAINER.{self.variant}.RECOMPUTE must be auto, on or off, got {node.RECOMPUTE!r}")
-        if not node.REP_LAYERS:
-            raise ValueError(f"TRAINER.{self.variant}.REP_LAYERS is empty: give the 1-based blocks that take "
-                             "representation tokens, e.g. [6, 7, 8, 9, 10, 11, 12]")
         scored_logits(cfg.TASK, cfg.DATASET.SUBSAMPLE_CLASSES, cfg.DATASET.NAME, DEFAULT_SOURCE_DATASET)
 
     # ---- building -------------------------------------------------------------------------------
