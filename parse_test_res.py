@@ -405,20 +405,26 @@ def b2n_table(col: Collector, trainers: Optional[List[str]]) -> Table:
             new = col.run((*new_tree, dataset, shots), t, cross=False)
             cells[(t, "Base")], cells[(t, "New")], cells[(t, "HM")] = base, new, hm_cell(base, new)
         per_dataset[dataset] = cells
-    for dataset in datasets:
-        table.rows.append((dataset, display(dataset), per_dataset[dataset]))
     avg: Dict[Tuple[str, str], Cell] = {}
     for t in trainers:
         for metric in ("Base", "New"):
             avg[(t, metric)] = average([per_dataset[d][(t, metric)] for d in datasets])
         avg[(t, "HM")] = hm_cell(avg[(t, "Base")], avg[(t, "New")])
+    add_benchmark_rows(table, datasets, extras, per_dataset, avg)
+    return table
+
+
+def add_benchmark_rows(table: "Table", datasets: List[str], extras: List[str],
+                       per_dataset: Dict[str, Dict[Tuple[str, str], Cell]], avg: Dict[Tuple[str, str], Cell]) -> None:
+    """The papers' datasets, their Average row, then the other datasets found (not averaged)."""
+    for dataset in datasets:
+        table.rows.append((dataset, display(dataset), per_dataset[dataset]))
     table.rows.append(("average", "Average", avg))
     for dataset in extras:
         table.rows.append((dataset, display(dataset), per_dataset[dataset]))
     table.note_incomplete("Average")
     if extras:
         table.notes.append(f"Average: over the {len(datasets)} benchmark datasets; {', '.join(extras)} not included")
-    return table
 
 
 def fewshot_table(col: Collector, trainers: Optional[List[str]]) -> Table:
@@ -436,15 +442,8 @@ def fewshot_table(col: Collector, trainers: Optional[List[str]]) -> Table:
         d: {(t, str(k)): col.run((*tree, d, f"shots_{k}"), t, cross=False) for t in trainers for k in SHOTS}
         for d in datasets + extras
     }
-    for dataset in datasets:
-        table.rows.append((dataset, display(dataset), per_dataset[dataset]))
     avg = {c: average([per_dataset[d][c] for d in datasets]) for c in table.columns}
-    table.rows.append(("average", "Average", avg))
-    for dataset in extras:
-        table.rows.append((dataset, display(dataset), per_dataset[dataset]))
-    table.note_incomplete("Average")
-    if extras:
-        table.notes.append(f"Average: over the {len(datasets)} benchmark datasets; {', '.join(extras)} not included")
+    add_benchmark_rows(table, datasets, extras, per_dataset, avg)
     return table
 
 
