@@ -231,15 +231,24 @@ script_dir() {
 # ---------------------------------------------------------------------------------------------
 # Protocols. Each takes the script's arguments.
 
-base2new_train() {
+# The arguments DATASET [SEED] of a per-dataset protocol (b2n, fs), checked: sets DATASET, its
+# trainer config CFG, SEEDS and DATA_ROOT.
+dataset_protocol_setup() {
+    local protocol=$1
+    shift
     [[ $# -ge 1 && $# -le 2 ]] || die "usage: bash $0 DATASET [SEED]"
-    local dataset=$1 cfg seed dir
+    DATASET=$1
     set_seeds "${2:-}"
     require_repo_root
-    check_dataset_config "$dataset"
-    set_data_root "$dataset"
-    cfg=$(cfg_for b2n "$dataset")
-    check_trainer_config "$cfg"
+    check_dataset_config "$DATASET"
+    set_data_root "$DATASET"
+    CFG=$(cfg_for "$protocol" "$DATASET")
+    check_trainer_config "$CFG"
+}
+
+base2new_train() {
+    dataset_protocol_setup b2n "$@"
+    local dataset=$DATASET cfg=$CFG seed dir
     for seed in "${SEEDS[@]}"; do
         dir=$OUTPUT/base2new/train_base/$dataset/shots_$B2N_SHOTS/$TRAINER/$cfg/seed$seed
         run_job "$TRAINER $dataset seed$seed base2new_train" "$dir" "$(train_mode)" "$seed" "$dataset" "$cfg" "" \
@@ -249,14 +258,8 @@ base2new_train() {
 }
 
 base2new_test() {
-    [[ $# -ge 1 && $# -le 2 ]] || die "usage: bash $0 DATASET [SEED]"
-    local dataset=$1 cfg seed dir tail model_dir
-    set_seeds "${2:-}"
-    require_repo_root
-    check_dataset_config "$dataset"
-    set_data_root "$dataset"
-    cfg=$(cfg_for b2n "$dataset")
-    check_trainer_config "$cfg"
+    dataset_protocol_setup b2n "$@"
+    local dataset=$DATASET cfg=$CFG seed dir tail model_dir
     for seed in "${SEEDS[@]}"; do
         tail=$dataset/shots_$B2N_SHOTS/$TRAINER/$cfg/seed$seed
         dir=$OUTPUT/base2new/test_new/$tail
@@ -272,14 +275,8 @@ base2new_test() {
 }
 
 few_shot() {
-    [[ $# -ge 1 && $# -le 2 ]] || die "usage: bash $0 DATASET [SEED]"
-    local dataset=$1 cfg seed dir shots
-    set_seeds "${2:-}"
-    require_repo_root
-    check_dataset_config "$dataset"
-    set_data_root "$dataset"
-    cfg=$(cfg_for fs "$dataset")
-    check_trainer_config "$cfg"
+    dataset_protocol_setup fs "$@"
+    local dataset=$DATASET cfg=$CFG seed dir shots
     for shots in ${SHOTS:-1 2 4 8 16}; do
         [[ $shots =~ ^[1-9][0-9]*$ ]] || die "SHOTS must list positive integers, got '$shots'"
         for seed in "${SEEDS[@]}"; do
