@@ -62,7 +62,6 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
 
     cfg = get_cfg_default()
-    node = cfg.TRAINER[args.trainer]
     spec = SPECS[args.spec]
     clip_model = build_random_clip(spec)
     for param in clip_model.parameters():

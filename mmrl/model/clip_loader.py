@@ -9,7 +9,6 @@ import warnings
 from typing import Dict, List, Optional, Union
 
 import torch
-from torch import nn
 
 import clip
 from clip import clip as _clip_api
