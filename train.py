@@ -13,7 +13,7 @@ import torch
 
 import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers)
-from mmrl.config import build_parser, setup_cfg
+from mmrl.config import assemble_config, build_parser
 from mmrl.dassl.engine import build_trainer
 from mmrl.dassl.utils import collect_env_info, set_random_seed, setup_logger
 from mmrl.model.clip_loader import CLIPWeightsUnavailable
@@ -36,15 +36,19 @@ def print_args(args, cfg) -> None:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        cfg = setup_cfg(args)
+        assembled = assemble_config(args)
     except (FileNotFoundError, ValueError) as err:
         print(f"Configuration error: {err}", file=sys.stderr)
         return 2
+    cfg = assembled.cfg
 
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
     setup_logger(cfg.OUTPUT_DIR)
+    dataset_values = assembled.dataset_values_line()
+    if dataset_values:
+        print(dataset_values)
 
     if torch.cuda.is_available() and cfg.USE_CUDA:
         torch.backends.cudnn.benchmark = True

@@ -1,31 +1,68 @@
 """Assembling a run's configuration from the command line, in the lineage's order.
 
 Order (later steps win):
-1. the engine's defaults (every key the lineage uses, plus ours);
+1. the engine's defaults, plus the keys the trainer being built declares (its ``add_config``);
 2. the dataset YAML (``--dataset-config-file``);
-3. the method YAML (``--config-file``);
+3. the method YAML (``--config-file``), with its ``_BASE_`` files under it;
 4. the command-line arguments (``--root``, ``--seed``, ``--trainer`` ...);
-5. the trainer's per-dataset values, ``configs/trainers/<TRAINER>/dataset_overrides.yaml``,
-   chosen by TASK and DATASET.NAME;
+5. the trainer's per-dataset values, ``dataset_overrides.yaml`` next to the method's config
+   files, chosen by TASK and DATASET.NAME;
 6. the trailing ``KEY VALUE`` opts;
 then the config is frozen.
 """
 import argparse
+import importlib
 import os
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 import yaml
 
-from mmrl.dassl.config import get_cfg_default, merge_from_file_checked, merge_from_list_checked
+from mmrl.dassl.config import (
+    CfgNode,
+    get_cfg_default,
+    load_yaml_chain,
+    merge_from_file_checked,
+    merge_from_list_checked,
+    merge_mapping_checked,
+)
+from mmrl.dassl.data.datasets import DATASET_REGISTRY
+from mmrl.dassl.engine import TRAINER_REGISTRY
+from mmrl.dassl.utils.registry import closest_name
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OVERRIDES_FILE = "dataset_overrides.yaml"
 TASKS = ("B2N", "FS", "CD")
 
 
-def overrides_path(trainer: str, configs_dir: Optional[str] = None) -> str:
-    configs_dir = configs_dir or os.path.join(REPO_ROOT, "configs")
-    return os.path.join(configs_dir, "trainers", trainer, OVERRIDES_FILE)
+def _registered(registry: Any, name: str, package: str) -> bool:
+    """Whether ``name`` is registered, importing the repository's ``package`` (trainers/,
+    datasets/, which register themselves) when it is not yet."""
+    if name not in registry:
+        try:
+            importlib.import_module(package)
+        except ImportError:
+            pass
+    return name in registry
+
+
+def trainer_class(name: str) -> Optional[type]:
+    """The registered trainer class called ``name`` (None for no name)."""
+    if not name:
+        return None
+    if not _registered(TRAINER_REGISTRY, name, "trainers"):
+        names = TRAINER_REGISTRY.registered_names()
+        raise ValueError(f"--trainer {name!r} is not a registered trainer; did you mean "
+                         f"{closest_name(name, names)!r}? Registered: {sorted(names)}")
+    return TRAINER_REGISTRY.get(name)
+
+
+def default_cfg(trainer: str = "") -> CfgNode:
+    """The engine's defaults plus the keys of ``trainer`` (step 1 of the assembly)."""
+    cfg = get_cfg_default()
+    cls = trainer_class(trainer)
+    if cls is not None:
+        cls.add_config(cfg)
+    return cfg
 
 
 def task_of(cfg, opts: List[str]) -> str:
@@ -39,21 +76,62 @@ def task_of(cfg, opts: List[str]) -> str:
     return task
 
 
-def dataset_overrides(trainer: str, task: str, dataset: str, path: Optional[str] = None) -> List[Any]:
-    """The flat ``[KEY, VALUE, ...]`` list of per-dataset values for a trainer, task and dataset.
+def overrides_path(config_files: List[str]) -> Optional[str]:
+    """``dataset_overrides.yaml`` in the folder of the first of the method's config files (the
+    one given, then its ``_BASE_`` files) that has one."""
+    for path in config_files:
+        candidate = os.path.join(os.path.dirname(os.path.abspath(path)), OVERRIDES_FILE)
+        if os.path.isfile(candidate):
+            return candidate
+    return None
 
-    A trainer without an overrides file, or a dataset missing from its table, gets none.
+
+def _close(name: str, choices: List[str]) -> str:
+    hint = closest_name(name, choices)
+    return f' Did you mean "{hint}"?' if hint else ""
+
+
+def dataset_values(path: str, trainer: str, task: str, dataset: str) -> Dict[str, Any]:
+    """The per-dataset values of ``path`` for a task and dataset, by short key (``REG_WEIGHT``).
+
+    The file maps TASK -> DATASET.NAME -> {KEY: VALUE}; a task or dataset name that does not
+    exist is an error naming the file and the closest valid name.
     """
-    path = path or overrides_path(trainer)
-    if not trainer or not os.path.isfile(path):
-        return []
     with open(path, encoding="utf-8") as f:
-        table: Dict[str, Dict[str, Dict[str, Any]]] = yaml.safe_load(f) or {}
+        try:
+            table = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f'Per-dataset values "{path}" are not valid YAML: {e}') from None
+    if not isinstance(table, dict):
+        raise ValueError(f'Per-dataset values "{path}" must map TASK -> DATASET.NAME -> {{KEY: VALUE}}')
+    for name, datasets in table.items():
+        if name not in TASKS:
+            raise ValueError(f'In per-dataset values "{path}": unknown TASK "{name}".{_close(str(name), list(TASKS))}')
+        for ds in datasets or {}:
+            if not _registered(DATASET_REGISTRY, ds, "datasets"):
+                names = DATASET_REGISTRY.registered_names()
+                raise ValueError(f'In per-dataset values "{path}": "{ds}" ({name}) is not a registered '
+                                 f"dataset.{_close(str(ds), names)}")
     values = (table.get(task) or {}).get(dataset) or {}
-    flat: List[Any] = []
-    for key, value in values.items():
-        flat += [f"TRAINER.{trainer}.{key}", value]
-    return flat
+    if not isinstance(values, dict):
+        raise ValueError(f'In per-dataset values "{path}": {task} / {dataset} must map KEY: VALUE')
+    return dict(values)
+
+
+@dataclass(frozen=True)
+class AssembledConfig:
+    """A run's frozen config and the per-dataset values that took effect in it."""
+
+    cfg: CfgNode
+    # Full key -> value, in the table's order; None when the trainer has no per-dataset values.
+    dataset_values: Optional[Dict[str, Any]] = field(default=None)
+
+    def dataset_values_line(self) -> Optional[str]:
+        """``Per-dataset values for <Dataset> (<TASK>): KEY=VALUE ...`` (None without a table)."""
+        if self.dataset_values is None:
+            return None
+        applied = " ".join(f"{k}={v}" for k, v in self.dataset_values.items()) or "none"
+        return f"Per-dataset values for {self.cfg.DATASET.NAME} ({self.cfg.TASK}): {applied}"
 
 
 def reset_cfg(cfg, args: argparse.Namespace) -> None:
@@ -84,31 +162,70 @@ def reset_cfg(cfg, args: argparse.Namespace) -> None:
         cfg.OPTIM.MAX_EPOCH = args.train_epoch
 
 
-def _merge_file(cfg, path: str, flag: str) -> None:
+def _merge_file(cfg, path: str, flag: str) -> List[str]:
     try:
-        merge_from_file_checked(cfg, path)
+        return merge_from_file_checked(cfg, path)
     except (KeyError, AssertionError) as err:
         raise ValueError(f"{flag}: {err.args[0] if err.args else err}") from None
     except (FileNotFoundError, ValueError) as err:
         raise type(err)(f"{flag}: {err}") from None
 
 
-def setup_cfg(args: argparse.Namespace):
-    cfg = get_cfg_default()
+def _trainer_name(args: argparse.Namespace) -> str:
+    """--trainer, else the TRAINER.NAME the method YAML sets: the trainer whose keys are added."""
+    if args.trainer or not args.config_file:
+        return args.trainer
+    try:
+        merged, _ = load_yaml_chain(args.config_file)
+    except (FileNotFoundError, ValueError) as err:
+        raise type(err)(f"--config-file: {err}") from None
+    name = (merged.get("TRAINER") or {}).get("NAME", "")
+    return name if isinstance(name, str) else ""
+
+
+def assemble_config(args: argparse.Namespace) -> AssembledConfig:
+    """The run's config, assembled in the order of this module's docstring."""
+    name = _trainer_name(args)
+    cls = trainer_class(name)
+    cfg = default_cfg(name)
     if args.dataset_config_file:
         _merge_file(cfg, args.dataset_config_file, "--dataset-config-file")
+    config_files: List[str] = []
     if args.config_file:
-        _merge_file(cfg, args.config_file, "--config-file")
+        config_files = _merge_file(cfg, args.config_file, "--config-file")
     reset_cfg(cfg, args)
     opts = list(args.opts or [])
     task = task_of(cfg, opts)
-    cfg.merge_from_list(dataset_overrides(cfg.TRAINER.NAME, task, cfg.DATASET.NAME))
+
+    applied: Optional[Dict[str, Any]] = None
+    if cls is not None and cls.per_dataset_values and config_files:
+        path = overrides_path(config_files)
+        if path is None:
+            raise FileNotFoundError(
+                f"--config-file: trainer {name} takes its per-dataset values from a {OVERRIDES_FILE} next to "
+                f"its config files, and there is none in {os.path.dirname(os.path.abspath(config_files[0]))}. "
+                f"Copy configs/trainers/{name}/{OVERRIDES_FILE} there, or inherit a config of that folder "
+                "with _BASE_."
+            )
+        values = dataset_values(path, name, task, cfg.DATASET.NAME)
+        try:
+            merge_mapping_checked(cfg, {"TRAINER": {name: values}},
+                                  f'In per-dataset values "{path}" ({task} / {cfg.DATASET.NAME})')
+        except (KeyError, AssertionError) as err:
+            raise ValueError(err.args[0] if err.args else str(err)) from None
+        set_by_opts = set(opts[0::2])
+        applied = {f"TRAINER.{name}.{k}": v for k, v in values.items() if f"TRAINER.{name}.{k}" not in set_by_opts}
     try:
         merge_from_list_checked(cfg, opts)
     except (KeyError, AssertionError, ValueError) as err:
         raise ValueError(err.args[0] if err.args else str(err)) from None
     cfg.freeze()
-    return cfg
+    return AssembledConfig(cfg, applied)
+
+
+def setup_cfg(args: argparse.Namespace) -> CfgNode:
+    """The run's frozen config (the lineage's name for :func:`assemble_config`)."""
+    return assemble_config(args).cfg
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Base-to-novel sweep: for every dataset, train on the base classes then test on the new
 # classes (scripts/<trainer>/base2new_{train,test}.sh), then print the Base/New/HM table.
-# Usage: bash scripts/base_to_novel.sh MMRL|MMRLpp|ZeroshotCLIP [SEED]
+# Usage: bash scripts/base_to_novel.sh TRAINER [SEED]   (TRAINER: MMRL, MMRLpp, ZeroshotCLIP: any with a scripts/<folder>/trainer.sh)
 #   DATASETS="..." restricts the list (default: the 11 benchmark datasets; DATASETS=demo runs
 #   the built-in demo); datasets whose folder is missing under $DATA are skipped and listed.
 # Results: $OUTPUT/base2new/{train_base,test_new}/<dataset>/shots_16/<trainer>/<cfg>/seed<S>/
@@ -9,7 +9,7 @@
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-[[ $# -ge 1 && $# -le 2 ]] || die "usage: bash $0 MMRL|MMRLpp|ZeroshotCLIP [SEED]"
+[[ $# -ge 1 && $# -le 2 ]] || die "usage: bash $0 $(known_trainers) [SEED]"
 require_repo_root
 TRAINER=$1
 SEED_ARG=(${2:+"$2"})

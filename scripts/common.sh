@@ -1,14 +1,15 @@
 # shellcheck shell=bash
-# Logic shared by the protocol scripts (scripts/{mmrl,mmrlpp,zsclip}/*.sh) and the sweeps
-# (scripts/*.sh). Sourced, never run. Run every script from the repository root.
+# Logic shared by the protocol scripts (scripts/<folder>/*.sh) and the sweeps (scripts/*.sh).
+# Sourced, never run. Run every script from the repository root. It names no trainer: each
+# protocol-script folder declares its trainer in its trainer.sh (see load_trainer), and the
+# sweeps find a trainer's folder by that declaration.
 #
-# The caller sets, before sourcing:
-#   TRAINER        registered trainer name (MMRL, MMRLpp, ZeroshotCLIP)
-#   CD_OPTS        trainer-specific opts of the cross-dataset jobs (array)
-# and, for ZeroshotCLIP, this file sets:
+# A folder's trainer.sh sets:
+#   TRAINER        registered trainer name (required)
 #   EVAL_ONLY=1    the trainer learns nothing: "train" jobs only evaluate and test jobs need
-#                  no trained model
-#   ONE_CFG=NAME   use configs/trainers/$TRAINER/NAME.yaml for every protocol
+#                  no trained model (default 0)
+#   ONE_CFG=NAME   use configs/trainers/$TRAINER/NAME.yaml for every protocol (default: the
+#                  lineage's per-protocol configs)
 #   DEFAULT_SEEDS  seeds run when none is given (default: 1 2 3)
 #
 # Environment read here:
@@ -21,26 +22,18 @@
 #   FORCE=1  rerun jobs whose results exist (their seed folder is removed first)
 #   SHOTS    shots of the few-shot protocol (default: "1 2 4 8 16")
 #
+# The scripts pass train.py the protocol (TASK, shots, base/new classes) and nothing of a
+# method: its values are in its config files and per-dataset table, so a direct train.py call
+# with the same arguments trains the same model.
+#
 # Output tree (the lineage's; cross-dataset runs live in the base2new tree too):
 #   $OUTPUT/base2new/train_base/<dataset>/shots_16/<trainer>/<cfg>/seed<S>
 #   $OUTPUT/base2new/test_new/<dataset>/shots_16/<trainer>/<cfg>/seed<S>
 #   $OUTPUT/few_shot/<dataset>/shots_<K>/<trainer>/<cfg>/seed<S>
 
-# The zero-shot baseline learns nothing: its "training" runs only evaluate, one config serves
-# every dataset, and every seed gives the same accuracy.
-if [[ ${TRAINER:-} == ZeroshotCLIP ]]; then
-    EVAL_ONLY=1
-    ONE_CFG=vit_b16
-    DEFAULT_SEEDS=(1)
-fi
-
 : "${PYTHON:=python}"
 : "${OUTPUT:=output}"
 : "${FORCE:=0}"
-: "${EVAL_ONLY:=0}"
-: "${ONE_CFG:=}"
-if [[ -z ${DEFAULT_SEEDS+x} ]]; then DEFAULT_SEEDS=(1 2 3); fi
-if [[ -z ${CD_OPTS+x} ]]; then CD_OPTS=(); fi
 read -r -a EXTRA_OPTS <<< "${OPTS:-}"
 
 B2N_SHOTS=16
@@ -53,6 +46,20 @@ DG_TARGETS="imagenet_a imagenet_r imagenet_sketch imagenetv2"
 die() {
     echo "ERROR: $*" >&2
     exit 1
+}
+
+TRAINER_FILE=trainer.sh
+
+# The trainer of a protocol-script folder: sources DIR/trainer.sh and fills in the defaults.
+load_trainer() {
+    local dir=$1
+    [[ -f $dir/$TRAINER_FILE ]] || die "$dir has no $TRAINER_FILE declaring its trainer (TRAINER=...)"
+    EVAL_ONLY=0
+    ONE_CFG=
+    DEFAULT_SEEDS=(1 2 3)
+    # shellcheck source=/dev/null
+    source "$dir/$TRAINER_FILE"
+    [[ -n ${TRAINER:-} ]] || die "$dir/$TRAINER_FILE does not set TRAINER"
 }
 
 require_repo_root() {
@@ -110,7 +117,12 @@ check_dataset_config() {
 cfg_for() {
     local protocol=$1 dataset=$2
     if [[ $dataset == demo ]]; then
-        echo demo
+        # The demo serves every protocol; a trainer may give its cross-dataset protocol its own.
+        if [[ $protocol == cd && -f configs/trainers/$TRAINER/demo_$CROSS_SUFFIX.yaml ]]; then
+            echo "demo_$CROSS_SUFFIX"
+        else
+            echo demo
+        fi
     elif [[ -n $ONE_CFG ]]; then
         echo "$ONE_CFG"
     elif [[ $protocol == cd ]]; then
@@ -313,7 +325,7 @@ cross_datasets_train() {
     for seed in "${SEEDS[@]}"; do
         dir=$OUTPUT/base2new/train_base/$source/shots_$B2N_SHOTS/$TRAINER/$folder/seed$seed
         run_job "$TRAINER $source seed$seed cross_datasets_train" "$dir" "$(train_mode)" "$seed" "$source" "$cfg" "" \
-            DATASET.NUM_SHOTS "$B2N_SHOTS" "${CD_OPTS[@]}" TASK CD
+            DATASET.NUM_SHOTS "$B2N_SHOTS" TASK CD
     done
     summarize "$(dirname "$dir")"
 }
@@ -346,7 +358,7 @@ cross_datasets_test() {
                 require_trained "$model_dir" "bash $(script_dir)/cross_datasets_train.sh $source $seed"
             fi
             run_job "$TRAINER $dataset seed$seed cross_datasets_test" "$dir" eval "$seed" "$dataset" "$cfg" "$model_dir" \
-                DATASET.NUM_SHOTS "$B2N_SHOTS" "${CD_OPTS[@]}" TASK CD
+                DATASET.NUM_SHOTS "$B2N_SHOTS" TASK CD
         done
         summarize "$(dirname "$dir")"
     done
@@ -355,14 +367,42 @@ cross_datasets_test() {
 # ---------------------------------------------------------------------------------------------
 # Sweeps (scripts/*.sh TRAINER [SEED]).
 
+# The protocol-script folders, one a line: those with a trainer.sh.
+trainer_folders() {
+    local file
+    for file in scripts/*/"$TRAINER_FILE"; do
+        [[ -f $file ]] && dirname "$file"
+    done
+}
+
+# The trainer a protocol-script folder declares.
+trainer_of_folder() {
+    (
+        # shellcheck source=/dev/null
+        source "$1/$TRAINER_FILE"
+        echo "${TRAINER:-}"
+    )
+}
+
+# The trainers that have protocol scripts, as "A|B|C" (for usage lines).
+known_trainers() {
+    local dir names=()
+    while read -r dir; do
+        names+=("$(trainer_of_folder "$dir")")
+    done < <(trainer_folders)
+    (IFS='|'; echo "${names[*]}")
+}
+
 # The protocol-script folder of a trainer.
 trainer_scripts() {
-    case $1 in
-        MMRL) echo scripts/mmrl ;;
-        MMRLpp) echo scripts/mmrlpp ;;
-        ZeroshotCLIP) echo scripts/zsclip ;;
-        *) die "TRAINER must be MMRL, MMRLpp or ZeroshotCLIP, got '${1:-}'" ;;
-    esac
+    local dir
+    while read -r dir; do
+        if [[ $(trainer_of_folder "$dir") == "${1:-}" ]]; then
+            echo "$dir"
+            return 0
+        fi
+    done < <(trainer_folders)
+    die "TRAINER must be one of $(known_trainers), got '${1:-}' (no scripts/*/$TRAINER_FILE declares it)"
 }
 
 # Splits the datasets given into HAVE_DATA and NO_DATA (data missing under $DATA), asking the

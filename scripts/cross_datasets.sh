@@ -2,7 +2,7 @@
 # Cross-dataset transfer and domain generalisation sweep: train once on ImageNet, test on the
 # 10 cross-dataset targets and the 4 ImageNet variants (scripts/<trainer>/cross_datasets_*.sh),
 # then print the cross-dataset and domain-generalisation tables.
-# Usage: bash scripts/cross_datasets.sh MMRL|MMRLpp|ZeroshotCLIP [SEED]
+# Usage: bash scripts/cross_datasets.sh TRAINER [SEED]   (TRAINER: MMRL, MMRLpp, ZeroshotCLIP: any with a scripts/<folder>/trainer.sh)
 #   DATASETS="..." restricts the targets (DATASETS=demo: the built-in demo is source and
 #   target); targets whose folder is missing under $DATA are skipped and listed, and all of
 #   them are when ImageNet is.
@@ -12,7 +12,7 @@
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-[[ $# -ge 1 && $# -le 2 ]] || die "usage: bash $0 MMRL|MMRLpp|ZeroshotCLIP [SEED]"
+[[ $# -ge 1 && $# -le 2 ]] || die "usage: bash $0 $(known_trainers) [SEED]"
 require_repo_root
 TRAINER=$1
 SEED_ARG=(${2:+"$2"})

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Few-shot sweep: for every dataset, train and test with 1, 2, 4, 8 and 16 shots per class
 # (scripts/<trainer>/few_shot.sh), then print the datasets x shots table.
-# Usage: bash scripts/few_shot.sh MMRL|MMRLpp [SEED]   (the zero-shot baseline has no few-shot runs)
+# Usage: bash scripts/few_shot.sh TRAINER [SEED]   (a trainer whose script folder has a few_shot.sh:
+#   MMRL, MMRLpp; the zero-shot baseline has no few-shot runs)
 #   DATASETS="..." restricts the list (default: the 11 benchmark datasets; DATASETS=demo runs
 #   the built-in demo); SHOTS="..." restricts the shots; datasets whose folder is missing under
 #   $DATA are skipped and listed.
@@ -10,12 +11,12 @@
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-[[ $# -ge 1 && $# -le 2 ]] || die "usage: bash $0 MMRL|MMRLpp [SEED]"
+[[ $# -ge 1 && $# -le 2 ]] || die "usage: bash $0 TRAINER [SEED]   (TRAINER: one of $(known_trainers) with a few_shot.sh)"
 require_repo_root
 TRAINER=$1
-[[ $TRAINER != ZeroshotCLIP ]] || die "few-shot does not apply to ZeroshotCLIP: zero-shot CLIP uses no training images"
 SEED_ARG=(${2:+"$2"})
 DIR=$(trainer_scripts "$TRAINER")
+[[ -f $DIR/few_shot.sh ]] || die "few-shot does not apply to $TRAINER: $DIR has no few_shot.sh"
 # The lineage runs dtd first, then the base-to-novel order.
 # shellcheck disable=SC2086  # the dataset list is split on purpose
 sort_by_data ${DATASETS:-dtd ${B2N_DATASETS/dtd /}}

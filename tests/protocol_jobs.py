@@ -62,13 +62,18 @@ def scripted_trainers() -> List[str]:
 
 
 def resolved_rows(work_dir: str) -> List[Dict[str, str]]:
-    """The fixture rows of every scripted job, resolved now: one row per job folder and mode,
-    with its seeds (the seeds of a job must differ in nothing but the seed)."""
+    """The fixture rows of every scripted job, resolved now."""
+    return rows_of(record_jobs(work_dir, scripted_trainers()), work_dir)
+
+
+def rows_of(jobs: List[List[str]], work_dir: str) -> List[Dict[str, str]]:
+    """The fixture rows of recorded jobs: one row per job folder and mode, with its seeds (the
+    seeds of a job must differ in nothing but the seed)."""
     from mmrl.config import build_parser, setup_cfg
 
     output = os.path.join(work_dir, "output")
     groups: Dict[tuple, List[List[str]]] = {}
-    for argv in record_jobs(work_dir, scripted_trainers()):
+    for argv in jobs:
         out = argv[argv.index("--output-dir") + 1]
         job, seed_folder = os.path.split(os.path.relpath(out, output))
         seed = seed_folder[len("seed"):]

@@ -101,36 +101,13 @@ DASSL_DEFAULTS = {
     "TRAINER.NAME": "",
 }
 
+# The lineage's protocol keys; the method keys are the trainers' own (tests/test_config_assembly.py).
 LINEAGE_DEFAULTS = {
     "DATASET.SUBSAMPLE_CLASSES": "all",
     "TASK": "B2N",
-    "TRAINER.MMRL.ALPHA": 0.7,
-    "TRAINER.MMRL.REG_WEIGHT": 1.0,
-    "TRAINER.MMRL.REP_LAYERS": [],
-    "TRAINER.MMRL.REP_DIM": 512,
-    "TRAINER.MMRL.N_REP_TOKENS": 5,
-    "TRAINER.MMRL.PREC": "fp16",
-    "TRAINER.MMRLpp.ALPHA": 0.7,
-    "TRAINER.MMRLpp.BETA": 0.9,
-    "TRAINER.MMRLpp.REG_WEIGHT": 1.0,
-    "TRAINER.MMRLpp.REP_LAYERS": [],
-    "TRAINER.MMRLpp.REP_DIM": 512,
-    "TRAINER.MMRLpp.N_REP_TOKENS": 5,
-    "TRAINER.MMRLpp.PROJ_LORA_DIM": 64,
-    "TRAINER.MMRLpp.RES_LORA_DIM": 4,
-    "TRAINER.MMRLpp.PREC": "fp16",
-    "TRAINER.COOP.N_CTX": 16,
-    "TRAINER.COOP.CSC": False,
-    "TRAINER.COOP.CTX_INIT": "",
-    "TRAINER.COOP.PREC": "fp16",
-    "TRAINER.COOP.CLASS_TOKEN_POSITION": "end",
-    "TRAINER.COCOOP.N_CTX": 16,
-    "TRAINER.COCOOP.CTX_INIT": "",
-    "TRAINER.COCOOP.PREC": "fp16",
 }
 
 PROJECT_DEFAULTS = {
-    "MODEL.BACKBONE.PATH": "",
     "DATASET.FOLDER.DIR": "",
     "DATASET.FOLDER.CLASSNAMES": "",
     "DATASET.FOLDER.TEMPLATE": "a photo of a {}.",
@@ -187,9 +164,9 @@ def test_unknown_key_in_yaml_plain_yacs_is_keyerror(tmp_path):
 
 def test_unknown_key_in_opts_names_key():
     with pytest.raises(AssertionError) as info:
-        merge_from_list_checked(get_cfg_default(), ["TRAINER.MMRL.ALPHAA", "0.5"])
-    assert "TRAINER.MMRL.ALPHAA" in str(info.value)
-    assert 'Did you mean "TRAINER.MMRL.ALPHA"?' in str(info.value)
+        merge_from_list_checked(get_cfg_default(), ["OPTIM.WARMUP_EPOCHS", "0"])
+    assert "OPTIM.WARMUP_EPOCHS" in str(info.value)
+    assert 'Did you mean "OPTIM.WARMUP_EPOCH"?' in str(info.value)
     with pytest.raises(AssertionError, match="Non-existent key: FOO.BAR"):
         get_cfg_default().merge_from_list(["FOO.BAR", "1"])
 
@@ -202,8 +179,8 @@ def test_odd_opts_count_is_explained():
 def test_int_never_becomes_float(tmp_path):
     with pytest.raises(ValueError, match="Type mismatch.*OPTIM.LR"):
         merge_from_list_checked(get_cfg_default(), ["OPTIM.LR", "1"])
-    with pytest.raises(ValueError, match="TRAINER.MMRL.REG_WEIGHT"):
-        merge_from_list_checked(get_cfg_default(), ["TRAINER.MMRL.REG_WEIGHT", "1"])
+    with pytest.raises(ValueError, match="OPTIM.GAMMA"):
+        merge_from_list_checked(get_cfg_default(), ["OPTIM.GAMMA", "1"])
     path = _yaml(tmp_path, "OPTIM:\n  LR: 1\n")
     with pytest.raises(ValueError) as info:
         merge_from_file_checked(get_cfg_default(), path)
@@ -217,13 +194,11 @@ def test_list_and_tuple_convert_to_the_default_type(tmp_path):
         _yaml(
             tmp_path,
             "INPUT:\n  TRANSFORMS: [random_flip, normalize]\n"
-            "  PIXEL_MEAN: (0.5, 0.5, 0.5)\n"
-            "TRAINER:\n  MMRL:\n    REP_LAYERS: [6, 7]\n",
+            "  PIXEL_MEAN: (0.5, 0.5, 0.5)\n",
         ),
     )
     assert cfg.INPUT.TRANSFORMS == ("random_flip", "normalize")
     assert cfg.INPUT.PIXEL_MEAN == [0.5, 0.5, 0.5]
-    assert cfg.TRAINER.MMRL.REP_LAYERS == [6, 7]
 
 
 def test_string_values_go_through_literal_eval(tmp_path):
@@ -242,13 +217,13 @@ def test_string_values_go_through_literal_eval(tmp_path):
     merge_from_list_checked(
         cfg,
         ["DATASET.NUM_SHOTS", "16", "TEST.NO_TEST", "True", "TASK", "FS",
-         "DATASET.SUBSAMPLE_CLASSES", "base", "TRAINER.MMRL.REG_WEIGHT", "0.5"],
+         "DATASET.SUBSAMPLE_CLASSES", "base", "OPTIM.GAMMA", "0.5"],
     )
     assert cfg.DATASET.NUM_SHOTS == 16
     assert cfg.TEST.NO_TEST is True
     assert cfg.TASK == "FS"
     assert cfg.DATASET.SUBSAMPLE_CLASSES == "base"
-    assert cfg.TRAINER.MMRL.REG_WEIGHT == 0.5
+    assert cfg.OPTIM.GAMMA == 0.5
 
 
 def test_missing_yaml_file_named():

@@ -1,7 +1,11 @@
-"""How train.py assembles a run's config: merge order, per-dataset values as data, TASK."""
+"""How train.py assembles a run's config: merge order, trainer keys, YAML inheritance,
+per-dataset values as data, TASK."""
+import shutil
+
 import pytest
 
-from mmrl.config import build_parser, dataset_overrides, setup_cfg
+from mmrl.config import assemble_config, build_parser, dataset_values, default_cfg, setup_cfg
+from mmrl.dassl.config import get_cfg_default
 
 MMRL_YAML = "configs/trainers/MMRL/vit_b16.yaml"
 MMRLPP_YAML = "configs/trainers/MMRLpp/vit_b16.yaml"
@@ -9,6 +13,10 @@ MMRLPP_YAML = "configs/trainers/MMRLpp/vit_b16.yaml"
 
 def cfg_for(*argv):
     return setup_cfg(build_parser().parse_args(list(argv)))
+
+
+def assembled(*argv):
+    return assemble_config(build_parser().parse_args(list(argv)))
 
 
 def write_dataset_yaml(tmp_path, name):
@@ -41,12 +49,24 @@ def test_mmrl_dataset_values_apply_after_yaml(tmp_path, dataset, reg_weight, rep
 
 
 def test_opts_override_dataset_values(tmp_path):
-    cfg = cfg_for("--trainer", "MMRL", "--config-file", MMRL_YAML,
-                  "--dataset-config-file", write_dataset_yaml(tmp_path, "EuroSAT"),
-                  "TRAINER.MMRL.REG_WEIGHT", "0.2", "TRAINER.MMRL.REP_DIM", "512", "TASK", "CD")
-    assert cfg.TRAINER.MMRL.REG_WEIGHT == 0.2
-    assert cfg.TRAINER.MMRL.REP_DIM == 512
-    assert cfg.TASK == "CD"
+    out = assembled("--trainer", "MMRL", "--config-file", MMRL_YAML,
+                    "--dataset-config-file", write_dataset_yaml(tmp_path, "EuroSAT"),
+                    "TRAINER.MMRL.REG_WEIGHT", "0.3", "TASK", "FS")
+    assert out.cfg.TRAINER.MMRL.REG_WEIGHT == 0.3
+    assert out.cfg.TRAINER.MMRL.REP_DIM == 2048
+    # What the log reports: the table's values that took effect.
+    assert out.dataset_values == {"TRAINER.MMRL.REP_DIM": 2048}
+    assert out.dataset_values_line() == "Per-dataset values for EuroSAT (FS): TRAINER.MMRL.REP_DIM=2048"
+
+
+def test_values_line_of_a_dataset_without_values(tmp_path):
+    out = assembled("--trainer", "MMRL", "--config-file", MMRL_YAML,
+                    "--dataset-config-file", write_dataset_yaml(tmp_path, "EuroSAT"), "TASK", "CD")
+    # MMRL's cross-dataset runs use one REG_WEIGHT and REP_DIM for every dataset.
+    assert (out.cfg.TRAINER.MMRL.REG_WEIGHT, out.cfg.TRAINER.MMRL.REP_DIM) == (1.0, 512)
+    assert out.dataset_values_line() == "Per-dataset values for EuroSAT (CD): none"
+    zero_shot = assembled("--trainer", "ZeroshotCLIP", "--config-file", "configs/trainers/ZeroshotCLIP/vit_b16.yaml")
+    assert zero_shot.dataset_values is None and zero_shot.dataset_values_line() is None
 
 
 @pytest.mark.parametrize("task, beta, reg_weight", [("B2N", 0.9, 0.2), ("FS", 0.9, 0.2), ("CD", 0.9, 0.1)])
@@ -65,11 +85,144 @@ def test_mmrlpp_cd_changes_only_beta_for_targets(tmp_path):
     assert (cd.TRAINER.MMRLpp.BETA, cd.TRAINER.MMRLpp.REG_WEIGHT) == (0.3, 1.0)
 
 
-def test_overrides_table_is_flat_key_value_list():
-    assert dataset_overrides("MMRL", "FS", "EuroSAT") == [
-        "TRAINER.MMRL.REP_DIM", 2048, "TRAINER.MMRL.REG_WEIGHT", 0.01]
-    assert dataset_overrides("MMRL", "B2N", "NoSuchDataset") == []
-    assert dataset_overrides("ZeroshotCLIP", "B2N", "ImageNet") == []
+def test_overrides_table_is_read_by_task_and_dataset():
+    path = "configs/trainers/MMRL/dataset_overrides.yaml"
+    assert dataset_values(path, "MMRL", "FS", "EuroSAT") == {"REP_DIM": 2048, "REG_WEIGHT": 0.01}
+    assert dataset_values(path, "MMRL", "B2N", "SyntheticDemo") == {}
+    assert dataset_values(path, "MMRL", "CD", "ImageNet") == {}
+
+
+# ---- the trainer's keys --------------------------------------------------------------------
+
+MMRL_KEYS = {"ALPHA": 0.7, "REG_WEIGHT": 1.0, "REP_LAYERS": [], "REP_DIM": 512, "N_REP_TOKENS": 5,
+             "PREC": "fp16", "RECOMPUTE": "auto"}
+
+
+def test_engine_defaults_hold_no_method_keys():
+    cfg = get_cfg_default()
+    assert list(cfg.TRAINER) == ["NAME"]
+    assert "PATH" not in cfg.MODEL.BACKBONE
+
+
+@pytest.mark.parametrize("trainer, keys", [
+    ("MMRL", MMRL_KEYS),
+    # MMRL++ extends MMRL's keys with its own three.
+    ("MMRLpp", {**MMRL_KEYS, "BETA": 0.9, "PROJ_LORA_DIM": 64, "RES_LORA_DIM": 4}),
+])
+def test_trainer_declares_its_keys(trainer, keys):
+    cfg = default_cfg(trainer)
+    assert dict(cfg.TRAINER[trainer]) == keys
+    assert {type(v) for v in cfg.TRAINER[trainer].values()} == {type(v) for v in keys.values()}
+    assert cfg.MODEL.BACKBONE.PATH == ""  # every CLIP trainer's
+    # Only the trainer being built adds its keys.
+    assert sorted(cfg.TRAINER) == sorted(["NAME", trainer])
+
+
+def test_unknown_trainer_is_named():
+    with pytest.raises(ValueError, match="'MMRLp' is not a registered trainer; did you mean 'MMRL"):
+        cfg_for("--trainer", "MMRLp")
+
+
+def test_trainer_name_from_the_method_yaml(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("_BASE_: %s\nTRAINER:\n  NAME: MMRL\n  MMRL:\n    ALPHA: 0.5\n"
+                    % (tmp_path / "base.yaml"))
+    (tmp_path / "base.yaml").write_text("OPTIM:\n  LR: 0.01\n")
+    shutil.copy("configs/trainers/MMRL/dataset_overrides.yaml", tmp_path)
+    cfg = cfg_for("--config-file", str(path))
+    assert (cfg.TRAINER.NAME, cfg.TRAINER.MMRL.ALPHA, cfg.OPTIM.LR) == ("MMRL", 0.5, 0.01)
+
+
+# ---- YAML inheritance ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("trainer, name, differences", [
+    ("MMRL", "vit_b16_imagenet", {"DATALOADER.TRAIN_X.BATCH_SIZE": 32, "OPTIM.MAX_EPOCH": 5}),
+    ("MMRL", "vit_b16_few_shot", {"DATALOADER.TRAIN_X.BATCH_SIZE": 32, "OPTIM.MAX_EPOCH": 50,
+                                  "TRAINER.MMRL.REG_WEIGHT": 0.5}),
+    ("MMRL", "vit_b16_cross_datasets", {"DATALOADER.TRAIN_X.BATCH_SIZE": 32, "OPTIM.MAX_EPOCH": 1,
+                                        "OPTIM.WARMUP_EPOCH": 0, "TRAINER.MMRL.REG_WEIGHT": 0.2}),
+    ("MMRLpp", "vit_b16_few_shot", {"DATALOADER.TRAIN_X.BATCH_SIZE": 32, "OPTIM.MAX_EPOCH": 100,
+                                    "OPTIM.LR": 0.002}),
+])
+def test_protocol_files_state_their_differences_from_vit_b16(trainer, name, differences):
+    def flat(node, prefix=""):
+        out = {}
+        for k, v in node.items():
+            out.update(flat(v, f"{prefix}{k}.") if hasattr(v, "items") else {f"{prefix}{k}": v})
+        return out
+
+    base = flat(cfg_for("--trainer", trainer, "--config-file", f"configs/trainers/{trainer}/vit_b16.yaml"))
+    derived = flat(cfg_for("--trainer", trainer, "--config-file", f"configs/trainers/{trainer}/{name}.yaml"))
+    assert {k: v for k, v in derived.items() if base[k] != v} == differences
+
+
+def test_unknown_key_in_a_base_names_the_base(tmp_path):
+    (tmp_path / "base.yaml").write_text("OPTIM:\n  LRR: 0.1\n")
+    (tmp_path / "child.yaml").write_text("_BASE_: base.yaml\n")
+    with pytest.raises(ValueError) as err:
+        cfg_for("--config-file", str(tmp_path / "child.yaml"))
+    message = str(err.value)
+    assert f'"{tmp_path / "base.yaml"}" (a _BASE_ of "{tmp_path / "child.yaml"}")' in message
+    assert 'Did you mean "OPTIM.LR"?' in message
+
+
+def test_base_cycle_and_missing_base_are_named(tmp_path):
+    (tmp_path / "a.yaml").write_text("_BASE_: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("_BASE_: a.yaml\n")
+    with pytest.raises(ValueError, match="inherits itself"):
+        cfg_for("--config-file", str(tmp_path / "a.yaml"))
+    (tmp_path / "c.yaml").write_text("_BASE_: nope.yaml\n")
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        cfg_for("--config-file", str(tmp_path / "c.yaml"))
+
+
+# ---- the per-dataset values file -----------------------------------------------------------
+
+
+def method_folder(tmp_path, table):
+    """A copy of MMRL's vit_b16.yaml with the given per-dataset table next to it."""
+    shutil.copy(MMRL_YAML, tmp_path / "vit_b16.yaml")
+    if table is not None:
+        (tmp_path / "dataset_overrides.yaml").write_text(table)
+    return str(tmp_path / "vit_b16.yaml")
+
+
+def test_misspelled_key_in_the_table_names_file_key_and_closest(tmp_path):
+    config = method_folder(tmp_path, "B2N:\n  EuroSAT: {REG_WEIGT: 0.5}\n")
+    data = write_dataset_yaml(tmp_path, "EuroSAT")
+    with pytest.raises(ValueError) as err:
+        cfg_for("--trainer", "MMRL", "--config-file", config, "--dataset-config-file", data)
+    message = str(err.value)
+    assert str(tmp_path / "dataset_overrides.yaml") in message
+    assert "TRAINER.MMRL.REG_WEIGT" in message and 'Did you mean "TRAINER.MMRL.REG_WEIGHT"?' in message
+
+
+@pytest.mark.parametrize("table, message", [
+    ("B2M:\n  EuroSAT: {REG_WEIGHT: 0.5}\n", 'unknown TASK "B2M". Did you mean "B2N"?'),
+    ("B2N:\n  EuroSat: {REG_WEIGHT: 0.5}\n", '"EuroSat" (B2N) is not a registered dataset. Did you mean "EuroSAT"?'),
+    ("B2N:\n  EuroSAT: {REG_WEIGHT: 1}\n", "Type mismatch"),
+])
+def test_bad_table_entries_are_named(tmp_path, table, message):
+    config = method_folder(tmp_path, table)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+        cfg_for("--trainer", "MMRL", "--config-file", config,
+                "--dataset-config-file", write_dataset_yaml(tmp_path, "EuroSAT"))
+
+
+def test_missing_table_of_a_trainer_that_has_one_is_an_error(tmp_path):
+    config = method_folder(tmp_path, None)
+    with pytest.raises(FileNotFoundError, match="takes its per-dataset values from a dataset_overrides.yaml"):
+        cfg_for("--trainer", "MMRL", "--config-file", config)
+
+
+def test_table_is_found_next_to_a_base(tmp_path):
+    # A config of one's own that inherits the method's file gets the method's table.
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(f"_BASE_: {__import__('os').path.abspath(MMRL_YAML)}\nOPTIM:\n  MAX_EPOCH: 2\n")
+    cfg = cfg_for("--trainer", "MMRL", "--config-file", str(mine),
+                  "--dataset-config-file", write_dataset_yaml(tmp_path, "StanfordCars"))
+    assert (cfg.OPTIM.MAX_EPOCH, cfg.TRAINER.MMRL.REG_WEIGHT) == (2, 7.0)
 
 
 def test_seed_from_command_line_only_when_given(tmp_path):

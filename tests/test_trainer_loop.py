@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 import mmrl.dassl.engine.trainer as trainer_module
-from mmrl.dassl.config import get_cfg_default
+from mmrl.dassl.config import CfgNode, get_cfg_default
 from mmrl.dassl.engine import TRAINER_REGISTRY, TrainerBase, build_trainer
 from mmrl.dassl.utils import Registry, set_random_seed
 
@@ -183,8 +183,7 @@ def test_precision_policy_on_cpu(tmp_path, capsys):
     assert "Precision" not in capsys.readouterr().out
 
     cfg = _cfg(tmp_path)
-    cfg.TRAINER.NAME = "MMRL"
-    cfg.TRAINER.MMRL.PREC = "amp"
+    cfg.TRAINER.LoopTrainer = CfgNode({"PREC": "amp"})
     trainer = LoopTrainer(cfg)
     assert trainer.precision == "fp32"
     assert trainer.scaler is None
@@ -194,12 +193,13 @@ def test_precision_policy_on_cpu(tmp_path, capsys):
         assert not torch.is_autocast_enabled()
 
     cfg = _cfg(tmp_path)
-    cfg.TRAINER.NAME = "CoOp"  # its node is TRAINER.COOP
-    cfg.TRAINER.COOP.PREC = "fp32"
-    assert LoopTrainer(cfg).precision == "fp32"
-    cfg.TRAINER.COOP.PREC = "bf16"
-    with pytest.raises(ValueError, match="TRAINER.CoOp.PREC"):
+    cfg.TRAINER.LoopTrainer = CfgNode({"PREC": "bf16"})
+    with pytest.raises(ValueError, match="TRAINER.LoopTrainer.PREC"):
         LoopTrainer(cfg)
+    # The node is the trainer's own name only (no upper-cased fallback).
+    cfg = _cfg(tmp_path)
+    cfg.TRAINER.LOOPTRAINER = CfgNode({"PREC": "bf16"})
+    assert LoopTrainer(cfg).precision == "fp32"
 
 
 def test_anomalous_loss_is_reported(tmp_path, capsys):

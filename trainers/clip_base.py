@@ -17,6 +17,12 @@ EVAL_CHUNK = 32
 class CLIPTrainer(TrainerX):
     """Base of the CLIP trainers (not registered itself)."""
 
+    @classmethod
+    def add_config(cls, cfg) -> None:
+        super().add_config(cfg)
+        # A local CLIP weights file; empty means the named model from CLIP's cache.
+        cfg.MODEL.BACKBONE.PATH = ""
+
     @staticmethod
     def in_chunks(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> torch.Tensor:
         """``fn`` over ``images`` [B, ...] in chunks of EVAL_CHUNK, outputs concatenated on dim 0."""

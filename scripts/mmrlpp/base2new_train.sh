@@ -6,7 +6,7 @@
 # CFG: vit_b16_imagenet for imagenet, demo for demo, vit_b16 otherwise.
 # Environment (DATA, OUTPUT, PYTHON, OPTS, FORCE, SHOTS): see scripts/common.sh.
 set -euo pipefail
-TRAINER=MMRLpp
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+load_trainer "$(dirname "${BASH_SOURCE[0]}")"
 base2new_train "$@"

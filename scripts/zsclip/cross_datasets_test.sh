@@ -8,7 +8,7 @@
 # <CFG>_cross_datasets so that they never share seed folders with base-to-novel runs.
 # Environment (DATA, OUTPUT, PYTHON, OPTS, FORCE): see scripts/common.sh.
 set -euo pipefail
-TRAINER=ZeroshotCLIP
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+load_trainer "$(dirname "${BASH_SOURCE[0]}")"
 cross_datasets_test "$@"

@@ -1,12 +1,19 @@
-"""Config merges whose errors name the file, the key and the closest valid key."""
+"""Config merges whose errors name the file, the key and the closest valid key.
+
+A YAML file may inherit another: ``_BASE_: vit_b16.yaml`` (a path relative to the file, or a
+list of them) merges the base first, so a file states only how it differs from its base.
+"""
 from __future__ import annotations
 
 import difflib
 import os.path as osp
 import re
-from typing import Any, List, Sequence
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
+import yaml
 from yacs.config import CfgNode as CN
+
+BASE_KEY = "_BASE_"
 
 
 def all_keys(cfg: CN, prefix: str = "") -> List[str]:
@@ -54,22 +61,93 @@ def _explain(cfg: CN, err: BaseException, where: str) -> str:
     return f"{where}: {text}"
 
 
-def merge_from_file_checked(cfg: CN, path: str) -> None:
-    """``cfg.merge_from_file(path)`` with errors that name ``path`` and the key.
-
-    Keeps the exception types of yacs (KeyError for unknown keys, ValueError
-    for a type mismatch).
-    """
+def _read_yaml(path: str) -> Dict[str, Any]:
     if not osp.isfile(path):
         raise FileNotFoundError(f'Config file "{path}" does not exist')
+    with open(path, encoding="utf-8") as f:
+        try:
+            data = yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            raise ValueError(f'Config file "{path}" is not valid YAML: {e}') from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f'Config file "{path}" must hold a mapping of keys, not a {type(data).__name__}')
+    return data
+
+
+def _deep_update(base: Dict[str, Any], child: Mapping[str, Any]) -> Dict[str, Any]:
+    out = dict(base)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_update(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_yaml_chain(path: str, _seen: Tuple[str, ...] = ()) -> Tuple[Dict[str, Any], List[Tuple[str, Dict[str, Any]]]]:
+    """The mapping of a YAML file with its ``_BASE_`` files merged under it, and every file of the
+    chain with its own mapping (``path`` first, then its bases, depth first)."""
+    real = osp.realpath(path)
+    if real in _seen:
+        raise ValueError(f'Config file "{path}" inherits itself through {BASE_KEY}')
+    own = _read_yaml(path)
+    bases = own.pop(BASE_KEY, [])
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ValueError(f'Config file "{path}": {BASE_KEY} must be a file name or a list of file names')
+    merged: Dict[str, Any] = {}
+    chain: List[Tuple[str, Dict[str, Any]]] = [(path, own)]
+    for base in bases:
+        base_path = base if osp.isabs(base) else osp.join(osp.dirname(path), base)
+        if not osp.isfile(base_path):
+            raise FileNotFoundError(f'Config file "{path}": its {BASE_KEY} "{base_path}" does not exist')
+        base_data, base_chain = load_yaml_chain(base_path, _seen + (real,))
+        merged = _deep_update(merged, base_data)
+        chain += base_chain
+    return _deep_update(merged, own), chain
+
+
+def _holds_key(mapping: Mapping[str, Any], dotted: str) -> bool:
+    node: Any = mapping
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def merge_mapping_checked(cfg: CN, mapping: Mapping[str, Any], where: str,
+                          origin: Any = None) -> None:
+    """Merge a nested mapping into ``cfg`` as yacs merges a YAML file (same decoding and type
+    checks), with errors that start with ``where`` and name the key and the closest valid one.
+    ``origin(key)``, when given, returns the ``where`` for a failing key instead.
+
+    Keeps the exception types of yacs (KeyError for unknown keys, ValueError for a type
+    mismatch).
+    """
     try:
-        cfg.merge_from_file(path)
-    except KeyError as e:
-        raise KeyError(_explain(cfg, e, f'In config file "{path}"')) from None
-    except ValueError as e:
-        raise ValueError(_explain(cfg, e, f'In config file "{path}"')) from None
-    except AssertionError as e:
-        raise AssertionError(_explain(cfg, e, f'In config file "{path}"')) from None
+        cfg.merge_from_other_cfg(CN(dict(mapping)))
+    except (KeyError, ValueError, AssertionError) as e:
+        place = origin(_failed_key(e)) if origin is not None else where
+        raise type(e)(_explain(cfg, e, place)) from None
+
+
+def merge_from_file_checked(cfg: CN, path: str) -> List[str]:
+    """``cfg.merge_from_file(path)``, with ``_BASE_`` inheritance and errors that name the file
+    that holds the offending key and the key. Returns the files of the chain, ``path`` first."""
+    merged, chain = load_yaml_chain(path)
+
+    def origin(key: str) -> str:
+        found = next((p for p, own in chain if key and _holds_key(own, key)), path)
+        if found == path:
+            return f'In config file "{path}"'
+        return f'In config file "{found}" (a {BASE_KEY} of "{path}")'
+
+    merge_mapping_checked(cfg, merged, f'In config file "{path}"', origin)
+    return [p for p, _ in chain]
 
 
 def merge_from_list_checked(cfg: CN, opts: Sequence[Any]) -> None:

@@ -1,4 +1,7 @@
-"""Every config key with its default: Dassl's keys, the lineage's, and ours.
+"""The engine's config keys with their defaults: Dassl's, the lineage's protocol keys, and ours.
+
+A trainer declares its own keys (``TRAINER.<NAME>``) with its ``add_config(cfg)`` class hook,
+applied by :func:`mmrl.config.assemble_config` for the trainer being built.
 
 yacs checks merges against these types exactly (an int never becomes a
 float), so each default's type is part of the interface.
@@ -131,52 +134,14 @@ def _dassl_defaults() -> CN:
 
 
 def _extend_lineage(cfg: CN) -> None:
-    """Keys the CoOp and MMRL lineage add before merging any YAML."""
+    """Keys of the CoOp / MMRL lineage's protocols that the engine's data layer and the config
+    assembly read (a method's own keys are declared by its trainer, ``add_config``)."""
     cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # all / base / new
     cfg.TASK = "B2N"  # B2N / FS / CD
-
-    cfg.TRAINER.MMRL = CN()
-    cfg.TRAINER.MMRL.ALPHA = 0.7
-    cfg.TRAINER.MMRL.REG_WEIGHT = 1.0
-    cfg.TRAINER.MMRL.REP_LAYERS = []
-    cfg.TRAINER.MMRL.REP_DIM = 512
-    cfg.TRAINER.MMRL.N_REP_TOKENS = 5
-    cfg.TRAINER.MMRL.PREC = "fp16"  # fp16 / fp32 / amp
-    # Ours: "on" recomputes the blocks above the first insertion layer in backward instead of
-    # keeping their activations (~0.3 GB less at ViT-B/16, batch 4; ~20% more time per step);
-    # "auto" does so on CPU, where memory is scarce, and not on a GPU.
-    cfg.TRAINER.MMRL.RECOMPUTE = "auto"  # auto / on / off
-
-    cfg.TRAINER.MMRLpp = CN()
-    cfg.TRAINER.MMRLpp.ALPHA = 0.7
-    cfg.TRAINER.MMRLpp.BETA = 0.9
-    cfg.TRAINER.MMRLpp.REG_WEIGHT = 1.0
-    cfg.TRAINER.MMRLpp.REP_LAYERS = []
-    cfg.TRAINER.MMRLpp.REP_DIM = 512
-    cfg.TRAINER.MMRLpp.N_REP_TOKENS = 5
-    cfg.TRAINER.MMRLpp.PROJ_LORA_DIM = 64
-    cfg.TRAINER.MMRLpp.RES_LORA_DIM = 4
-    cfg.TRAINER.MMRLpp.PREC = "fp16"
-    cfg.TRAINER.MMRLpp.RECOMPUTE = "auto"  # auto / on / off
-
-    cfg.TRAINER.COOP = CN()
-    cfg.TRAINER.COOP.N_CTX = 16
-    cfg.TRAINER.COOP.CSC = False
-    cfg.TRAINER.COOP.CTX_INIT = ""
-    cfg.TRAINER.COOP.PREC = "fp16"
-    cfg.TRAINER.COOP.CLASS_TOKEN_POSITION = "end"
-
-    cfg.TRAINER.COCOOP = CN()
-    cfg.TRAINER.COCOOP.N_CTX = 16
-    cfg.TRAINER.COCOOP.CTX_INIT = ""
-    cfg.TRAINER.COCOOP.PREC = "fp16"
 
 
 def _extend_project(cfg: CN) -> None:
     """Keys of this project beyond the lineage."""
-    # A local CLIP weights file; empty means the named model from CLIP's cache.
-    cfg.MODEL.BACKBONE.PATH = ""
-
     # The generic folder dataset: one sub-folder of images per class.
     cfg.DATASET.FOLDER = CN()
     cfg.DATASET.FOLDER.DIR = ""
@@ -188,7 +153,7 @@ def _extend_project(cfg: CN) -> None:
 
 
 def get_cfg_default() -> CN:
-    """A fresh, mutable config tree holding every known key at its default."""
+    """A fresh, mutable config tree holding the engine's keys at their defaults."""
     cfg = _dassl_defaults()
     _extend_lineage(cfg)
     _extend_project(cfg)

@@ -60,6 +60,19 @@ def _summary_writer_class() -> Any:
 class TrainerBase:
     """Registered models with their optimizers and schedulers, and the loop."""
 
+    # Whether the trainer's per-dataset values (``dataset_overrides.yaml``) sit next to its
+    # config files; the config assembly then requires and applies them.
+    per_dataset_values: bool = False
+
+    @classmethod
+    def add_config(cls, cfg: Any) -> None:
+        """Add the trainer's own config keys with their defaults (e.g. ``TRAINER.<NAME>``).
+
+        Called by the config assembly on the engine's defaults before any YAML is merged, for
+        the trainer being built only; a subclass extends its parent's keys by calling
+        ``super().add_config(cfg)`` first.
+        """
+
     def __init__(self) -> None:
         self._models: "OrderedDict[str, nn.Module]" = OrderedDict()
         self._optims: "OrderedDict[str, Optional[torch.optim.Optimizer]]" = OrderedDict()
@@ -306,15 +319,11 @@ class TrainerBase:
 
 
 def resolve_precision(cfg: Any, device: torch.device) -> str:
-    """``cfg.TRAINER[<NAME>].PREC`` (also tried upper-cased, e.g. CoOp -> COOP),
-    "fp32" when the trainer has no such key; fp16/amp fall back to fp32 on CPU."""
+    """``cfg.TRAINER[<NAME>].PREC``, "fp32" when the trainer has no such key; fp16/amp fall
+    back to fp32 on CPU."""
     name = cfg.TRAINER.NAME
-    node = None
-    for key in (name, name.upper()):
-        if key and key in cfg.TRAINER and hasattr(cfg.TRAINER[key], "get"):
-            node = cfg.TRAINER[key]
-            break
-    precision = node.get("PREC", "fp32") if node is not None else "fp32"
+    node = cfg.TRAINER.get(name) if name else None
+    precision = node.get("PREC", "fp32") if hasattr(node, "get") else "fp32"
     if precision not in ("fp16", "fp32", "amp"):
         raise ValueError(
             f'TRAINER.{name}.PREC must be "fp16", "fp32" or "amp", got {precision!r}'
