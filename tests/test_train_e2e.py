@@ -51,7 +51,7 @@ def test_base_to_novel_train_then_test_new(root, tmp_path):
     train_log = (train_dir / "log.txt").read_text()
     assert "Finish training" in train_log and "Deploy the last-epoch model" in train_log
     # The demo has no per-dataset values; the line says so in the log.
-    assert "\nPer-dataset values for SyntheticDemo (B2N): none\n" in train_log
+    assert "Per-dataset values for SyntheticDemo (B2N): none" in train_log.splitlines()
     assert re.search(r"epoch \[2/2\] batch \[\d+/\d+\] time [\d.]+ \([\d.]+\) data [\d.]+ \([\d.]+\) "
                      r"loss [\d.]+ \([\d.]+\) acc [\d.]+ \([\d.]+\) lr [\d.]+e[-+]\d+ eta \d+:\d\d:\d\d",
                      train_log)
