@@ -4,6 +4,9 @@
         --dataset-config-file configs/datasets/oxford_pets.yaml \
         --config-file configs/trainers/MMRL/vit_b16.yaml \
         --output-dir output/run DATASET.NUM_SHOTS 16 DATASET.SUBSAMPLE_CLASSES base TASK B2N
+
+Exit codes: 0 done, 1 bad input or environment (one line on stderr and in the log), 2 a bad
+config, 128 + signal when interrupted by SIGTERM (143) or SIGINT (130); rerun to resume.
 """
 import os
 import sys
@@ -13,12 +16,16 @@ import torch
 
 import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers)
-from mmrl.config import assemble_config, build_parser
+from mmrl.config import assemble_config, build_parser, check_required
+from mmrl.dassl.config import write_config_record
 from mmrl.dassl.engine import build_trainer
-from mmrl.dassl.utils import collect_env_info, set_random_seed, setup_logger
+from mmrl.dassl.engine.interrupt import RunInterrupted, interrupts_raise
+from mmrl.dassl.engine.preflight import check_run_folders
+from mmrl.dassl.utils import collect_env_info, log_error, set_random_seed, setup_logger
+from mmrl.dassl.utils.torchtools import CheckpointError
 from mmrl.model.clip_loader import CLIPWeightsUnavailable
 
-USER_ERRORS = (FileNotFoundError, NotADirectoryError, ValueError, KeyError, CLIPWeightsUnavailable)
+USER_ERRORS = (OSError, ValueError, KeyError, CheckpointError, CLIPWeightsUnavailable)
 
 
 def print_args(args, cfg) -> None:
@@ -33,15 +40,18 @@ def print_args(args, cfg) -> None:
     print(cfg)
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        assembled = assemble_config(args)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"Configuration error: {err}", file=sys.stderr)
-        return 2
-    cfg = assembled.cfg
+def one_line(err: BaseException) -> str:
+    """The error's message; for one re-raised from a data-loader worker, only the worker's own
+    last line (torch embeds the worker's whole traceback in the message)."""
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    if "Original Traceback" in text:
+        lines = [line for line in text.strip().splitlines() if line.strip()]
+        return f"{lines[0]} {lines[-1].strip()}"
+    return text
 
+
+def run(args, assembled) -> None:
+    cfg = assembled.cfg
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
@@ -57,19 +67,38 @@ def main(argv=None) -> int:
     print("Collecting env info ...")
     print(f"** System info **\n{collect_env_info()}\n")
 
+    trainer = build_trainer(cfg)
+    trainer.force = args.force
+    if args.eval_only:
+        write_config_record(cfg)
+        trainer.load_model(args.model_dir, epoch=args.load_epoch)
+        trainer.test()
+    elif not args.no_train:
+        trainer.train()
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     try:
-        trainer = build_trainer(cfg)
-        if args.eval_only:
-            trainer.load_model(args.model_dir, epoch=args.load_epoch)
-            trainer.test()
-        elif not args.no_train:
-            trainer.train()
-    except USER_ERRORS as err:
-        # Bad input (a path, a key, weights, a checkpoint) is explained, not dumped as a traceback.
-        if os.environ.get("MMRL_DEBUG"):
-            traceback.print_exc()
-        print(f"Error: {err}\n(set MMRL_DEBUG=1 to see the traceback)", file=sys.stderr)
-        return 1
+        assembled = assemble_config(args)
+        check_required(assembled.cfg, args)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"Configuration error: {err}", file=sys.stderr)
+        return 2
+
+    with interrupts_raise():
+        try:
+            check_run_folders(assembled.cfg)
+            run(args, assembled)
+        except RunInterrupted as interrupt:
+            log_error(interrupt.message())
+            return interrupt.exit_code
+        except USER_ERRORS as err:
+            # Bad input (a path, a key, weights, a checkpoint) is explained, not dumped as a traceback.
+            if os.environ.get("MMRL_DEBUG"):
+                traceback.print_exc()
+            log_error(f"Error: {one_line(err)}\n(set MMRL_DEBUG=1 to see the traceback)")
+            return 1
     return 0
 
 

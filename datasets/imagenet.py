@@ -13,13 +13,12 @@ Labels are the index of the wnid folder among the sorted folders of each split; 
 validation set is the test set (and also the val split, as the lineage reports it).
 """
 import os
-import pickle
 import re
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from mmrl.dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum, load_pickle
-from mmrl.dassl.utils import listdir_nohidden
+from mmrl.dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum, dump_datum_pickle, load_pickle
+from mmrl.dassl.utils import atomic_write, listdir_nohidden
 from mmrl.data.benchmark import BenchmarkDataset
 from mmrl.data.check import DATASETS_DOC, DatasetLayout
 
@@ -146,10 +145,10 @@ class ImageNet(DatasetLayout, BenchmarkDataset):
         return None
 
     def load_data(self) -> Tuple[List[Datum], List[Datum], List[Datum]]:
-        preprocessed = os.path.join(self.dataset_dir, PREPROCESSED_FILE)
+        preprocessed = self.cached(PREPROCESSED_FILE)
         if os.path.exists(preprocessed):
             # load_pickle also reads the pickles Dassl wrote (they name Dassl's Datum class).
-            data = load_pickle(preprocessed)
+            data = load_pickle(preprocessed, root=self.dataset_dir)
             train, test = data["train"], data["test"]
         else:
             classnames = read_classnames(os.path.join(self.dataset_dir, CLASSNAMES_FILE))
@@ -163,8 +162,7 @@ class ImageNet(DatasetLayout, BenchmarkDataset):
                     f"{os.path.join(self.image_dir, 'train')} and {os.path.join(self.image_dir, 'val')} must hold "
                     f"the same wnid folders; only in train: {only_train[:5]}, only in val: {only_val[:5]}"
                 )
-            with open(preprocessed, "wb") as f:
-                pickle.dump({"train": train, "test": test}, f, protocol=pickle.HIGHEST_PROTOCOL)
+            atomic_write(preprocessed, lambda f: dump_datum_pickle({"train": train, "test": test}, f, self.dataset_dir))
         # The validation images are both the val and the test split, as in the lineage.
         return train, test, test
 

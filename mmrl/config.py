@@ -29,6 +29,7 @@ from mmrl.dassl.config import (
 from mmrl.dassl.data.datasets import DATASET_REGISTRY
 from mmrl.dassl.engine import TRAINER_REGISTRY
 from mmrl.dassl.utils.registry import closest_name
+from mmrl.dassl.config.checked import yaml_error_message
 
 OVERRIDES_FILE = "dataset_overrides.yaml"
 TASKS = ("B2N", "FS", "CD")
@@ -101,7 +102,7 @@ def dataset_values(path: str, trainer: str, task: str, dataset: str) -> Dict[str
         try:
             table = yaml.safe_load(f) or {}
         except yaml.YAMLError as e:
-            raise ValueError(f'Per-dataset values "{path}" are not valid YAML: {e}') from None
+            raise ValueError(yaml_error_message(path, e)) from None
     if not isinstance(table, dict):
         raise ValueError(f'Per-dataset values "{path}" must map TASK -> DATASET.NAME -> {{KEY: VALUE}}')
     for name, datasets in table.items():
@@ -171,6 +172,34 @@ def _merge_file(cfg, path: str, flag: str) -> List[str]:
         raise type(err)(f"{flag}: {err}") from None
 
 
+def check_opts(opts: List[str], parser: Optional[argparse.ArgumentParser] = None) -> None:
+    """The trailing opts are KEY VALUE pairs: a ``--flag`` among them was meant for the parser."""
+    parser = parser or build_parser()
+    known = {s for action in parser._actions for s in action.option_strings}
+    for i, token in enumerate(opts):
+        flag = str(token).split("=", 1)[0]
+        if flag in known:
+            raise ValueError(
+                f"the flag {flag} comes after the KEY VALUE options, where it is read as a config key; "
+                f"move it before them (e.g. train.py ... {flag} {' '.join(map(str, opts[:2]))} ...)"
+            )
+        if str(token).startswith("--") and i % 2 == 0:
+            raise ValueError(f"unknown flag {token} among the KEY VALUE options; see train.py --help")
+
+
+def check_required(cfg, args: argparse.Namespace) -> None:
+    """A run needs a trainer and a backbone; say which argument gives them."""
+    if not cfg.TRAINER.NAME:
+        raise ValueError("--trainer is missing: name the trainer to run (e.g. --trainer MMRL)")
+    if not cfg.MODEL.BACKBONE.NAME:
+        where = (f"{args.config_file} sets no MODEL.BACKBONE.NAME" if args.config_file
+                 else "--config-file is missing")
+        raise ValueError(
+            f"{where}: pass the method's config (e.g. --config-file configs/trainers/{cfg.TRAINER.NAME}/vit_b16.yaml) "
+            "or name a backbone with --backbone"
+        )
+
+
 def _trainer_name(args: argparse.Namespace) -> str:
     """--trainer, else the TRAINER.NAME the method YAML sets: the trainer whose keys are added."""
     if args.trainer or not args.config_file:
@@ -185,6 +214,7 @@ def _trainer_name(args: argparse.Namespace) -> str:
 
 def assemble_config(args: argparse.Namespace) -> AssembledConfig:
     """The run's config, assembled in the order of this module's docstring."""
+    check_opts(list(args.opts or []))
     name = _trainer_name(args)
     cls = trainer_class(name)
     cfg = default_cfg(name)
@@ -247,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-epoch", type=int, default=None, help="OPTIM.MAX_EPOCH")
     p.add_argument("--load-epoch", type=int, default=None, help="load model weights at this epoch for evaluation")
     p.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
+    p.add_argument("--force", action="store_true",
+                   help="resume although the checkpoint was trained with a different config, or evaluate a "
+                        "checkpoint with a different backbone than it records")
     p.add_argument("opts", default=None, nargs=argparse.REMAINDER,
                    help="modify config options using the command-line (KEY VALUE pairs, e.g. TASK B2N)")
     return p

@@ -1,13 +1,12 @@
 """The shared benchmark-dataset flow (BenchmarkDataset) and its errors on bad input."""
 import json
 import os
-import pickle
 
 import numpy as np
 import pytest
 
 from mmrl.dassl.config import get_cfg_default
-from mmrl.dassl.data.datasets import Datum, build_dataset
+from mmrl.dassl.data.datasets import Datum, build_dataset, load_pickle
 from mmrl.data.benchmark import BenchmarkDataset, save_split
 from mmrl.demo.images import write_image
 
@@ -119,8 +118,7 @@ def test_fewshot_then_subsample(tmp_path):
     ds = Toy(cfg_for(tmp_path, shots=1, subsample="new", seed=5))
     assert [(d.label, d.classname) for d in ds.train_x] == [(0, "b")]
     assert [(d.label, d.classname) for d in ds.val] == [(0, "b")]
-    with open(folder / "split_fewshot" / "shot_1-seed_5.pkl", "rb") as f:
-        cached = pickle.load(f)
+    cached = load_pickle(folder / "split_fewshot" / "shot_1-seed_5.pkl")
     # the cache is written before subsampling, so base and new runs share it
     assert [d.classname for d in cached["train"]] == ["a", "b"]
     assert [d.classname for d in cached["val"]] == ["a", "b"]
@@ -130,8 +128,7 @@ def test_train_only_fewshot_keeps_val(tmp_path):
     folder = make_toy(tmp_path)
     ds = ToyTrainOnlyFewshot(cfg_for(tmp_path, shots=1))
     assert (len(ds.train_x), len(ds.val)) == (2, 2)
-    with open(folder / "split_fewshot" / "shot_1-seed_1.pkl", "rb") as f:
-        assert sorted(pickle.load(f)) == ["train"]
+    assert sorted(load_pickle(folder / "split_fewshot" / "shot_1-seed_1.pkl")) == ["train"]
 
 
 def test_empty_test_split_names_dataset_split_and_file(tmp_path):

@@ -3,7 +3,6 @@ rules, labels, base/new classes and the few-shot cache, on miniature trees."""
 import importlib.util
 import json
 import os
-import pickle
 import random
 
 import pytest
@@ -13,7 +12,7 @@ from datasets.oxford_pets import breed_name
 from datasets.stanford_cars import year_first
 from datasets.sun397 import readable_name
 from datasets.ucf101 import split_camel_case
-from mmrl.dassl.data.datasets import DATASET_REGISTRY
+from mmrl.dassl.data.datasets import DATASET_REGISTRY, load_pickle
 from tests.dataset_trees import (
     AIRCRAFT_VARIANTS,
     JSON_DATASETS,
@@ -82,8 +81,7 @@ def test_few_shot_subset_is_cached_and_shared_by_base_and_new(tmp_path, capsys):
     # 5 classes: 2 train shots per class; val takes min(2, 4) = 2 of its 3 per class.
     assert (len(ds.train_x), len(ds.val), len(ds.test)) == (10, 10, 5)
     cache = os.path.join(str(tmp_path), "dtd", "split_fewshot", "shot_2-seed_3.pkl")
-    with open(cache, "rb") as f:
-        stored = pickle.load(f)
+    stored = load_pickle(cache)
     assert [d.impath for d in stored["train"]] == [d.impath for d in ds.train_x]
     assert [d.impath for d in stored["val"]] == [d.impath for d in ds.val]
     assert "Saving preprocessed few-shot data" in capsys.readouterr().out

@@ -124,8 +124,7 @@ def test_cache_is_reread_without_redrawing(tmp_path, capsys):
     assert capsys.readouterr().out == f"Loading preprocessed few-shot data from {path}\n"
     assert names(second[0]) == names(first[0]) and names(second[1]) == names(first[1])
 
-    with open(path, "rb") as f:
-        data = pickle.load(f)
+    data = load_pickle(path)
     assert sorted(data) == ["train", "val"]
 
 

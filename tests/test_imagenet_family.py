@@ -1,13 +1,12 @@
 """ImageNet and its four test-only variants: classnames.txt, wnid-folder labels, the
 preprocessed cache, train-only few-shot, and the variants' own label spaces."""
 import os
-import pickle
 
 import pytest
 
 import datasets  # noqa: F401  (registers the datasets)
 from datasets.imagenet import read_classnames
-from mmrl.dassl.data.datasets import DATASET_REGISTRY
+from mmrl.dassl.data.datasets import DATASET_REGISTRY, load_pickle
 from tests.dataset_trees import (
     build_imagenet,
     build_imagenetv2,
@@ -46,8 +45,7 @@ def test_imagenet_labels_splits_and_preprocessed_cache(tmp_path):
     assert all(os.path.join("images", "val") in d.impath for d in ds.test)
 
     preprocessed = os.path.join(dataset_dir, "preprocessed.pkl")
-    with open(preprocessed, "rb") as f:
-        stored = pickle.load(f)
+    stored = load_pickle(preprocessed)
     assert sorted(stored) == ["test", "train"]
     assert [d.impath for d in stored["train"]] == [d.impath for d in ds.train_x]
 
@@ -61,8 +59,7 @@ def test_imagenet_few_shot_samples_train_only(tmp_path):
     dataset_dir = build_imagenet(str(tmp_path), WNIDS, n_train=4, n_val=3)
     ds = build(tmp_path, "ImageNet", num_shots=2, seed=1)
     assert (len(ds.train_x), len(ds.val), len(ds.test)) == (6, 9, 9)
-    with open(os.path.join(dataset_dir, "split_fewshot", "shot_2-seed_1.pkl"), "rb") as f:
-        stored = pickle.load(f)
+    stored = load_pickle(os.path.join(dataset_dir, "split_fewshot", "shot_2-seed_1.pkl"))
     assert list(stored) == ["train"]
     assert [d.impath for d in stored["train"]] == [d.impath for d in ds.train_x]
 

@@ -177,8 +177,10 @@ def test_rep_arch_validation_and_round_trip(mini_clip):
         RepArch.from_clip(mini_clip, "MMRL", 5, [6, 13], 16)
     with pytest.raises(ValueError, match="unknown representation variant 'MaPLe'"):
         RepArch(**dict(base, variant="MaPLe"), rep_layers=(6,))
-    with pytest.raises(ValueError, match="MMRL\\+\\+ needs PROJ_LORA_DIM >= 1"):
+    with pytest.raises(ValueError, match="TRAINER.MMRLpp.PROJ_LORA_DIM must be at least 1"):
         RepArch(**dict(base, variant="MMRLpp"), rep_layers=(6,))
+    with pytest.raises(ValueError, match="TRAINER.MMRL.N_REP_TOKENS must be at least 1, got 0"):
+        RepArch(**dict(base, n_tokens=0), rep_layers=(6,))
     arch = RepArch(rep_layers=[6, 7], **base)
     assert arch.rep_layers == (6, 7)
     assert arch.to_dict()["rep_layers"] == [6, 7]

@@ -1,5 +1,6 @@
 """What every trainer on a frozen CLIP shares: loading CLIP once, the class prompts, batches."""
-from typing import Callable, List, Tuple
+import hashlib
+from typing import Any, Callable, Dict, List, Tuple
 
 import torch
 
@@ -12,6 +13,19 @@ from mmrl.templates import class_prompts, template_for
 # each image's logits are independent of the others', so a batch runs in chunks: the same
 # predictions, with the activation peak of 32 images instead of 250 (~0.5 GB less at ViT-B/16).
 EVAL_CHUNK = 32
+
+# Small tensors that differ between any two CLIPs, even of the same widths (ViT-B/16 and ViT-B/32,
+# two random minis): their hash tells a checkpoint which backbone it was trained on.
+_FINGERPRINT_TENSORS = ("visual.conv1.weight", "visual.proj", "text_projection", "positional_embedding")
+
+
+def backbone_fingerprint(clip_model) -> str:
+    """SHA-1 of a few of CLIP's tensors, taken in fp16 so that fp16 and fp32 loads agree."""
+    state = clip_model.state_dict()
+    digest = hashlib.sha1()
+    for key in _FINGERPRINT_TENSORS:
+        digest.update(state[key].detach().to("cpu", torch.float16).contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 class CLIPTrainer(TrainerX):
@@ -42,7 +56,14 @@ class CLIPTrainer(TrainerX):
                 f"INPUT.SIZE is {tuple(cfg.INPUT.SIZE)} but the CLIP backbone {cfg.MODEL.BACKBONE.NAME!r} "
                 f"takes {resolution}x{resolution} images: set INPUT.SIZE ({resolution}, {resolution})"
             )
+        self.backbone_sha1 = backbone_fingerprint(clip_model)
         return clip_model
+
+    def backbone_record(self) -> Dict[str, Any]:
+        record = super().backbone_record()
+        if getattr(self, "backbone_sha1", None):
+            record["backbone_sha1"] = self.backbone_sha1
+        return record
 
     @property
     def prompt_template(self) -> str:

@@ -124,8 +124,8 @@ class MMRL(CLIPTrainer):
         self.optim, self.sched = optim, sched
 
     def checkpoint_extra(self, name):
-        return {"arch": self.arch.to_dict(), "trainer": self.variant, "dataset": self.cfg.DATASET.NAME,
-                "backbone": self.cfg.MODEL.BACKBONE.NAME}
+        # The backbone is recorded by the engine (checkpoint_record).
+        return {"arch": self.arch.to_dict(), "trainer": self.variant, "dataset": self.cfg.DATASET.NAME}
 
     # ---- training -------------------------------------------------------------------------------
     def forward_backward(self, batch):
@@ -180,6 +180,7 @@ class MMRL(CLIPTrainer):
             return
         path = find_checkpoint_file(self._checkpoint_folder(directory), epoch)
         checkpoint = load_checkpoint(path)
+        self.check_checkpoint(checkpoint, path, resuming=False)
         state_dict = checkpoint["state_dict"]
 
         if is_reference_state_dict(state_dict):

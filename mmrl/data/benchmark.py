@@ -13,7 +13,15 @@ import random
 from collections import defaultdict
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from mmrl.dassl.data.datasets import DatasetBase, Datum, generate_fewshot_dataset, load_pickle
+from mmrl.cache import dataset_cache_dir
+from mmrl.dassl.data.datasets import (
+    DatasetBase,
+    Datum,
+    dump_datum_pickle,
+    generate_fewshot_dataset,
+    load_pickle,
+    report_short_classes,
+)
 from mmrl.dassl.utils import atomic_write, listdir_nohidden, mkdir_if_missing, read_json
 
 __all__ = [
@@ -49,7 +57,15 @@ def read_split(filepath: str, path_prefix: str) -> Split:
                     f"Split file {filepath}: {key}[{i}] = {entry!r} is not [relpath, label, classname]"
                 )
             relpath, label, classname = entry
-            out.append(Datum(impath=osp.join(path_prefix, relpath), label=int(label), classname=classname))
+            try:
+                label = int(label)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"Split file {filepath}: {key}[{i}] = {entry!r} has label {label!r}, which is not an integer"
+                ) from None
+            if label < 0:
+                raise ValueError(f"Split file {filepath}: {key}[{i}] = {entry!r} has a negative label {label}")
+            out.append(Datum(impath=osp.join(path_prefix, relpath), label=label, classname=classname))
         return out
 
     return _convert("train"), _convert("val"), _convert("test")
@@ -192,24 +208,36 @@ def load_or_create_fewshot(
     seed: int,
     train: Sequence[Datum],
     val: Optional[Sequence[Datum]] = None,
+    root: Optional[str] = None,
+    also_read: Sequence[str] = (),
 ) -> Tuple[List[Datum], Optional[List[Datum]]]:
     """The ``split_fewshot/shot_{K}-seed_{S}.pkl`` cache.
 
-    If the file exists it is loaded and nothing is drawn (pickles written by
-    Dassl load too). Otherwise train is drawn with K shots, then val with
-    min(K, 4), from the same global ``random`` stream, and both are saved.
-    With ``val=None`` (ImageNet) only train is drawn and cached, and None is
-    returned for val.
+    If the file exists (in ``split_fewshot_dir`` or one of ``also_read``, these first) it is
+    loaded and nothing is drawn (pickles written by Dassl load too; their image paths are taken
+    relative to the dataset folder ``root``, default the folder above ``split_fewshot_dir``).
+    Otherwise train is drawn with K shots, then val with min(K, 4), from the same global
+    ``random`` stream, and both are saved into ``split_fewshot_dir``. With ``val=None``
+    (ImageNet) only train is drawn and cached, and None is returned for val.
     """
-    path = osp.join(split_fewshot_dir, f"shot_{num_shots}-seed_{seed}.pkl")
+    name = f"shot_{num_shots}-seed_{seed}.pkl"
+    root = root or osp.dirname(osp.abspath(split_fewshot_dir))
+    path = osp.join(split_fewshot_dir, name)
+    for folder in (*also_read, split_fewshot_dir):
+        if osp.exists(osp.join(folder, name)):
+            path = osp.join(folder, name)
+            break
     if osp.exists(path):
         print(f"Loading preprocessed few-shot data from {path}")
-        data = load_pickle(path)
+        data = load_pickle(path, root=root)
         if not isinstance(data, dict) or "train" not in data or (val is not None and "val" not in data):
             expected = "train and val" if val is not None else "train"
             raise ValueError(
                 f"Few-shot cache {path} does not hold {expected} lists; delete it and it will be redrawn"
             )
+        report_short_classes(data["train"], num_shots, "train")
+        if val is not None:
+            report_short_classes(data["val"], min(num_shots, 4), "val")
         return data["train"], (data["val"] if val is not None else None)
 
     train = generate_fewshot_dataset(train, num_shots=num_shots)
@@ -218,7 +246,7 @@ def load_or_create_fewshot(
         val = generate_fewshot_dataset(val, num_shots=min(num_shots, 4))
         data["val"] = val
     print(f"Saving preprocessed few-shot data to {path}")
-    atomic_write(path, lambda f: pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL))
+    atomic_write(path, lambda f: dump_datum_pickle(data, f, root))
     return train, val
 
 
@@ -247,18 +275,24 @@ class BenchmarkDataset(DatasetBase):
                 f"that contains '{osp.basename(self.dataset_dir)}/' and prepare the data as described in DATASETS.md."
             )
         self.image_dir = osp.join(self.dataset_dir, type(self).image_dir)
-        self.split_path = osp.join(self.dataset_dir, type(self).split_file)
-        self.split_fewshot_dir = osp.join(self.dataset_dir, "split_fewshot")
+        # Caches are read from the dataset folder and written where they can be (see mmrl.cache).
+        self.cache_dir = dataset_cache_dir(cfg, self.dataset_dir)
+        self.split_path = self.cached(type(self).split_file)
+        self.split_fewshot_dir = osp.join(self.cache_dir, "split_fewshot")
         mkdir_if_missing(self.split_fewshot_dir)
 
         train, val, test = self.load_data()
 
         num_shots = cfg.DATASET.NUM_SHOTS
         if num_shots >= 1:
+            shared = osp.join(self.dataset_dir, "split_fewshot")
+            kwargs = dict(root=self.dataset_dir, also_read=[shared] if shared != self.split_fewshot_dir else [])
             if type(self).fewshot_val:
-                train, val = load_or_create_fewshot(self.split_fewshot_dir, num_shots, cfg.SEED, train, val)
+                train, val = load_or_create_fewshot(self.split_fewshot_dir, num_shots, cfg.SEED, train, val,
+                                                    **kwargs)
             else:
-                train, _ = load_or_create_fewshot(self.split_fewshot_dir, num_shots, cfg.SEED, train, None)
+                train, _ = load_or_create_fewshot(self.split_fewshot_dir, num_shots, cfg.SEED, train, None,
+                                                  **kwargs)
 
         train, val, test = subsample_classes(train, val, test, subsample=cfg.DATASET.SUBSAMPLE_CLASSES)
 
@@ -269,6 +303,14 @@ class BenchmarkDataset(DatasetBase):
                     "Check that the split file matches the images under DATASET.ROOT."
                 )
         super().__init__(train_x=train, val=val, test=test)
+
+    def cached(self, name: str) -> str:
+        """Path of a file the dataset writes once and reads afterwards (a split file, a pickle):
+        in the dataset folder if it is there (the lineage's place), else in the cache folder."""
+        in_dataset = osp.join(self.dataset_dir, name)
+        if osp.exists(in_dataset) or self.cache_dir == self.dataset_dir:
+            return in_dataset
+        return osp.join(self.cache_dir, name)
 
     @property
     def path_prefix(self) -> str:

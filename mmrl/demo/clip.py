@@ -4,7 +4,6 @@ Its weights are random: accuracies measured with it say nothing about real CLIP.
 that the whole pipeline (towers, learners, trainers, checkpoints) runs offline and fast.
 """
 import os
-import tempfile
 from pathlib import Path
 from typing import Dict, Optional, Union
 
@@ -72,22 +71,18 @@ def build_mini_clip(seed: int = 0) -> torch.nn.Module:
 def mini_clip_path(cache_dir: Optional[Union[str, Path]] = None) -> Path:
     """Where the loader keeps the miniature CLIP: ``$MMRL_CACHE`` or ``~/.cache/mmrl``."""
     if cache_dir is None:
-        cache_dir = os.environ.get("MMRL_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "mmrl")
+        from mmrl.cache import cache_root
+
+        cache_dir = cache_root()
     return Path(cache_dir) / MINI_FILE_NAME
 
 
 def write_mini_clip(path: Union[str, Path], seed: int = 0) -> Path:
     """Write the miniature CLIP's plain state dict to ``path`` atomically (temp file + rename),
     so that concurrent runs never read a half-written file."""
+    from mmrl.dassl.utils import atomic_write
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state_dict = build_mini_clip(seed).state_dict()
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=str(path.parent))
-    os.close(fd)
-    try:
-        torch.save(state_dict, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(str(path), lambda f: torch.save(state_dict, f))
     return path

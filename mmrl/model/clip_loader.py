@@ -84,8 +84,12 @@ def _read_state_dict(path: str) -> Dict[str, torch.Tensor]:
         try:
             state_dict = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
+            from mmrl.dassl.utils.torchtools import torch_reason
+
             raise ValueError(
-                f"{path} is not CLIP weights: it is neither a TorchScript archive nor a torch state dict ({e})"
+                f"{path} is not CLIP weights: it is neither a TorchScript archive nor a torch state dict "
+                f"({torch_reason(e)}); if it was cut short (an interrupted download or copy), delete it and "
+                "fetch it again"
             ) from e
     if isinstance(state_dict, dict) and isinstance(state_dict.get("state_dict"), dict):
         state_dict = state_dict["state_dict"]
@@ -167,13 +171,22 @@ def load_clip(
     elif backbone in _clip_api._MODELS:
         file = _weights_file_for(backbone, download_root)
     else:
-        raise ValueError(f"Unknown CLIP backbone {backbone!r}; available: {CLIP_BACKBONES}")
+        raise ValueError(f"Unknown CLIP backbone {backbone!r} (MODEL.BACKBONE.NAME); available: {CLIP_BACKBONES}")
     if backbone == MINI_BACKBONE:
         print(
             "WARNING: the CLIP backbone 'mini-random' is RANDOMLY INITIALISED; "
             "its accuracies say nothing about real CLIP"
         )
-    model = _build_fp32(_read_state_dict(file), file)
+    try:
+        state_dict = _read_state_dict(file)
+    except ValueError as err:
+        if backbone != MINI_BACKBONE or path:
+            raise
+        # The miniature CLIP is generated, never downloaded: a damaged cache file is rewritten.
+        print(f"The cached {MINI_BACKBONE} weights are damaged ({err}); writing them again")
+        write_mini_clip(file)
+        state_dict = _read_state_dict(file)
+    model = _build_fp32(state_dict, file)
     if not isinstance(model.visual, VisionTransformer):
         raise ValueError(f"{file}: representation tokens need a ViT CLIP backbone")
     if fp16:

@@ -16,6 +16,16 @@ from torch import nn
 VARIANTS = ("MMRL", "MMRLpp")
 
 
+# RepArch field -> its key under TRAINER.<variant>.
+_CONFIG_KEYS = {
+    "n_tokens": "N_REP_TOKENS",
+    "rep_layers": "REP_LAYERS",
+    "rep_dim": "REP_DIM",
+    "proj_lora_dim": "PROJ_LORA_DIM",
+    "res_lora_dim": "RES_LORA_DIM",
+}
+
+
 @dataclass(frozen=True)
 class RepArch:
     """What defines the shapes of a learner; saved with checkpoints so a model reloads as trained."""
@@ -30,30 +40,38 @@ class RepArch:
     proj_lora_dim: int = 0  # MMRL++ only
     res_lora_dim: int = 0  # MMRL++ only
 
+    def key(self, name: str) -> str:
+        """The config key a field comes from (errors name what the user sets), or the backbone's
+        width it is read from."""
+        if name in _CONFIG_KEYS:
+            return f"TRAINER.{self.variant}.{_CONFIG_KEYS[name]}"
+        return f"the CLIP backbone's {name.replace('_', ' ')}"
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "rep_layers", tuple(int(x) for x in self.rep_layers))
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown representation variant {self.variant!r}; use one of {VARIANTS}")
         layers = self.rep_layers
+        key = self.key("rep_layers")
         if not layers:
-            raise ValueError("REP_LAYERS is empty; give the 1-based blocks that receive tokens, e.g. [6,7,8,9,10,11,12]")
+            raise ValueError(f"{key} is empty; give the 1-based blocks that receive tokens, e.g. [6,7,8,9,10,11,12]")
         if list(layers) != sorted(set(layers)):
-            raise ValueError(f"REP_LAYERS {list(layers)} must be sorted and without repeats")
+            raise ValueError(f"{key} {list(layers)} must be sorted and without repeats")
         if layers[0] < 1:
-            raise ValueError(f"REP_LAYERS {list(layers)}: block numbers are 1-based, {layers[0]} is invalid")
-        for name in ("n_tokens", "rep_dim", "visual_width", "text_width", "embed_dim"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"RepArch.{name} must be positive, got {getattr(self, name)}")
+            raise ValueError(f"{key} {list(layers)}: block numbers are 1-based, {layers[0]} is invalid")
+        names = ["n_tokens", "rep_dim", "visual_width", "text_width", "embed_dim"]
         if self.variant == "MMRLpp":
-            for name, key in (("proj_lora_dim", "PROJ_LORA_DIM"), ("res_lora_dim", "RES_LORA_DIM")):
-                if int(getattr(self, name)) < 1:
-                    raise ValueError(f"MMRL++ needs {key} >= 1, got {getattr(self, name)}")
+            names += ["proj_lora_dim", "res_lora_dim"]
+        for name in names:
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{self.key(name)} must be at least 1, got {getattr(self, name)}")
 
     def check_layers(self, n_layers: int) -> None:
         """Raise unless every insertion block exists in a tower of ``n_layers`` blocks."""
         if self.rep_layers[-1] > n_layers:
             raise ValueError(
-                f"REP_LAYERS {list(self.rep_layers)} exceed the backbone's {n_layers} blocks; use numbers in 1..{n_layers}"
+                f"{self.key('rep_layers')} {list(self.rep_layers)} exceed the backbone's {n_layers} blocks; "
+                f"use numbers in 1..{n_layers}"
             )
 
     def to_dict(self) -> Dict[str, Any]:

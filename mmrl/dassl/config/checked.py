@@ -16,6 +16,16 @@ from yacs.config import CfgNode as CN
 BASE_KEY = "_BASE_"
 
 
+def yaml_error_message(path: str, err: "yaml.YAMLError") -> str:
+    """A YAML syntax error as 'file, line L, column C: problem'."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    context = getattr(err, "context", None)
+    detail = f"{problem} ({context})" if context else problem
+    return f'YAML syntax error in "{path}"{where}: {detail}. Fix the file (indentation, brackets, quotes).'
+
+
 def all_keys(cfg: CN, prefix: str = "") -> List[str]:
     """Every key of ``cfg`` in dotted form, nodes and leaves alike."""
     keys = []
@@ -68,7 +78,7 @@ def _read_yaml(path: str) -> Dict[str, Any]:
         try:
             data = yaml.safe_load(f)
         except yaml.YAMLError as e:
-            raise ValueError(f'Config file "{path}" is not valid YAML: {e}') from None
+            raise ValueError(yaml_error_message(path, e)) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

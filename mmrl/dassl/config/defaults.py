@@ -142,6 +142,14 @@ def _extend_lineage(cfg: CN) -> None:
 
 def _extend_project(cfg: CN) -> None:
     """Keys of this project beyond the lineage."""
+    # Where split files and few-shot caches are written; empty: the dataset folder, or a cache
+    # folder of its own when the dataset folder is read-only. Caches already in the dataset folder
+    # are always read from there.
+    cfg.DATASET.CACHE_DIR = ""
+    # An unreadable (corrupt, empty) image stops the run with its path; True skips such images,
+    # counts them and lists them at the end.
+    cfg.DATALOADER.SKIP_UNREADABLE = False
+
     # The generic folder dataset: one sub-folder of images per class.
     cfg.DATASET.FOLDER = CN()
     cfg.DATASET.FOLDER.DIR = ""

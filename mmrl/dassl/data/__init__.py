@@ -1,2 +1,2 @@
-from .data_manager import DataManager, DatasetWrapper, build_data_loader, read_image
+from .data_manager import DataManager, DatasetWrapper, UnreadableImage, build_data_loader, read_image
 from .datasets import DATASET_REGISTRY, DatasetBase, Datum, build_dataset

@@ -1,4 +1,5 @@
 """DataManager and DatasetWrapper: dataset -> transforms -> loaders, as Dassl builds them."""
+import os.path as osp
 from typing import Any, Callable, Dict, List, Optional, Sequence, Type
 
 import torch
@@ -6,12 +7,24 @@ import torchvision.transforms as T
 from PIL import Image, UnidentifiedImageError
 from tabulate import tabulate
 from torch.utils.data import Dataset as TorchDataset
+from torch.utils.data import default_collate
 
 from .datasets import Datum, build_dataset
 from .samplers import build_sampler
 from .transforms import INTERPOLATION_MODES, build_transform
 
-__all__ = ["DataManager", "DatasetWrapper", "build_data_loader", "read_image"]
+__all__ = ["DataManager", "DatasetWrapper", "UnreadableImage", "build_data_loader", "collate_readable", "read_image"]
+
+# The key under which a batch lists the images its items could not read (see collate_readable).
+UNREADABLE_KEY = "unreadable"
+
+
+class UnreadableImage(OSError):
+    """An image file that cannot be decoded (corrupt, empty, truncated, missing)."""
+
+
+class MissingImage(UnreadableImage, FileNotFoundError):
+    """An image file that is not there."""
 
 
 def read_image(path: str) -> Image.Image:
@@ -20,11 +33,27 @@ def read_image(path: str) -> Image.Image:
         with Image.open(path) as img:
             return img.convert("RGB")
     except FileNotFoundError as e:
-        raise FileNotFoundError(f'No file found at "{path}"') from e
+        raise MissingImage(f'No file found at "{path}"') from e
     # PIL reports undecodable or truncated files as OSError (UnidentifiedImageError
     # is one) or, for some broken headers, SyntaxError/ValueError.
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise OSError(f'Cannot read image "{path}" ({type(e).__name__}: {e}); the file is corrupt or not an image') from e
+        size = f", {osp.getsize(path)} bytes" if osp.isfile(path) else ""
+        raise UnreadableImage(
+            f'Cannot read image "{path}" ({type(e).__name__}: {e}{size}); the file is corrupt or not an image'
+        ) from e
+
+
+def collate_readable(batch: List[Dict[str, Any]]) -> Any:
+    """torch's default collation of the readable items; the messages of unreadable ones (items that
+    :class:`DatasetWrapper` marked instead of raising inside a worker, where the error would reach
+    the main process as a stack dump) under ``batch["unreadable"]``."""
+    bad = [item[UNREADABLE_KEY] for item in batch if isinstance(item, dict) and UNREADABLE_KEY in item]
+    if not bad:
+        return default_collate(batch)
+    good = [item for item in batch if UNREADABLE_KEY not in item]
+    out = default_collate(good) if good else {}
+    out[UNREADABLE_KEY] = bad
+    return out
 
 
 def build_data_loader(
@@ -53,6 +82,7 @@ def build_data_loader(
         num_workers=cfg.DATALOADER.NUM_WORKERS,
         drop_last=is_train and len(data_source) >= batch_size,
         pin_memory=(torch.cuda.is_available() and cfg.USE_CUDA),
+        collate_fn=collate_readable,
     )
     if len(data_loader) == 0:
         raise ValueError(
@@ -215,7 +245,11 @@ class DatasetWrapper(TorchDataset):
     def __getitem__(self, idx: int) -> Dict[str, Any]:
         item = self.data_source[idx]
         output: Dict[str, Any] = {"label": item.label, "domain": item.domain, "impath": item.impath, "index": idx}
-        img0 = read_image(item.impath)
+        try:
+            img0 = read_image(item.impath)
+        except UnreadableImage as e:
+            # Reported by the main process (collate_readable), which stops or skips the image.
+            return {UNREADABLE_KEY: str(e)}
 
         if self.transform is None:
             output["img"] = img0

@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
+from ..config import config_differences, config_record, write_config_record
 from ..evaluation import build_evaluator
 from ..utils import (
     AverageMeter,
@@ -33,7 +34,8 @@ from ..utils import (
     resume_from_checkpoint,
     save_checkpoint,
 )
-from ..utils.torchtools import POINTER_FILE
+from ..utils.torchtools import POINTER_FILE, remove_stale_temporaries
+from .interrupt import RunInterrupted
 
 Names = Optional[Union[str, Sequence[str]]]
 
@@ -132,6 +134,13 @@ class TrainerBase:
         """Entries added to the checkpoint of model ``name`` (e.g. an "arch")."""
         return {}
 
+    def checkpoint_record(self) -> Dict[str, Any]:
+        """What every checkpoint records about the run that wrote it (its config, its backbone)."""
+        return {}
+
+    def check_checkpoint(self, checkpoint: Dict[str, Any], path: str, resuming: bool) -> None:
+        """Refuse a checkpoint that does not fit this run; called before any of its state is loaded."""
+
     def save_model(
         self,
         epoch: int,
@@ -159,6 +168,7 @@ class TrainerBase:
             }
             if best_result is not None and math.isfinite(best_result):
                 state["best_result"] = float(best_result)
+            state.update(self.checkpoint_record())
             state.update(self.checkpoint_extra(name))
             save_checkpoint(
                 state,
@@ -188,6 +198,7 @@ class TrainerBase:
                 self._optims[name],
                 self._scheds[name],
                 return_checkpoint=True,
+                check=lambda ckpt, fpath: self.check_checkpoint(ckpt, fpath, resuming=True),
             )
             if checkpoint.get("best_result") is not None and hasattr(self, "best_result"):
                 self.best_result = checkpoint["best_result"]
@@ -207,6 +218,7 @@ class TrainerBase:
         for name in self.get_model_names():
             model_path = find_checkpoint_file(osp.join(directory, name), epoch)
             checkpoint = load_checkpoint(model_path)
+            self.check_checkpoint(checkpoint, model_path, resuming=False)
             state_dict = checkpoint["state_dict"]
             ckpt_epoch = checkpoint["epoch"]
             val_result = checkpoint.get("val_result")
@@ -261,12 +273,40 @@ class TrainerBase:
         self.start_epoch = start_epoch
         self.max_epoch = max_epoch
 
-        self.before_train()
-        for self.epoch in range(self.start_epoch, self.max_epoch):
-            self.before_epoch()
-            self.run_epoch()
-            self.after_epoch()
-        self.after_train()
+        self._stage = "setup"
+        try:
+            self.before_train()
+            self._epochs_saved = self.start_epoch
+            for self.epoch in range(self.start_epoch, self.max_epoch):
+                self._stage = "epoch"
+                self.batch_idx = -1
+                self.before_epoch()
+                self.run_epoch()
+                self.after_epoch()
+            self._stage = "final"
+            self.after_train()
+        except RunInterrupted as interrupt:
+            self.describe_interrupt(interrupt)
+            raise
+
+    def describe_interrupt(self, interrupt: RunInterrupted) -> None:
+        """Say where the loop was and from which epoch a rerun resumes."""
+        stage = getattr(self, "_stage", "setup")
+        saved = getattr(self, "_epochs_saved", 0)
+        if stage == "setup":
+            interrupt.where = "before training started"
+            return
+        if stage == "final":
+            interrupt.where = f"after training, in the final test (all {self.max_epoch} epochs are saved)"
+            interrupt.advice = "rerun the same command: it skips training and only tests again"
+            return
+        batch = getattr(self, "batch_idx", -1) + 1
+        interrupt.where = f"at epoch {self.epoch + 1}, batch {batch}" if batch > 0 else (
+            f"at epoch {self.epoch + 1}, before its first batch")
+        if saved > 0:
+            interrupt.advice = f"rerun the same command to resume from epoch {saved}"
+        else:
+            interrupt.advice = "rerun the same command to start again (no epoch was completed)"
 
     def before_train(self) -> None:
         pass
@@ -354,6 +394,8 @@ class SimpleTrainer(TrainerBase):
         self.start_epoch = self.epoch = 0
         self.max_epoch = cfg.OPTIM.MAX_EPOCH
         self.output_dir = cfg.OUTPUT_DIR
+        # Set by --force: resume under another config, evaluate with another backbone.
+        self.force = False
 
         self.cfg = cfg
         self.build_data_loader()
@@ -364,6 +406,99 @@ class SimpleTrainer(TrainerBase):
     def check_cfg(self, cfg: Any) -> None:
         """Check the config before anything is built (``self.cfg`` is not set yet)."""
         pass
+
+    # ---- what a checkpoint records, and the checks against it ------------------------------------
+    def backbone_record(self) -> Dict[str, Any]:
+        """How a checkpoint names the backbone it was trained on (trainers may add a fingerprint)."""
+        return {"backbone": self.cfg.MODEL.BACKBONE.NAME}
+
+    def checkpoint_record(self) -> Dict[str, Any]:
+        return {"config": config_record(self.cfg), **self.backbone_record()}
+
+    def check_checkpoint(self, checkpoint: Dict[str, Any], path: str, resuming: bool) -> None:
+        self.check_checkpoint_backbone(checkpoint, path)
+        if resuming:
+            self.check_resumed_config(checkpoint, path)
+
+    def check_checkpoint_backbone(self, checkpoint: Dict[str, Any], path: str) -> None:
+        """Same-width backbones load each other's weights without an error and give wrong numbers."""
+        mine = self.backbone_record()
+        differ = [k for k, v in mine.items() if checkpoint.get(k) is not None and checkpoint[k] != v]
+        if not differ:
+            return
+        what = ", ".join(f"{k} {checkpoint[k]!r} (this run: {mine[k]!r})" for k in differ)
+        if self.force:
+            print(f"WARNING: {path} was trained on another backbone: {what}; loading it anyway (--force)")
+            return
+        raise ValueError(
+            f'"{path}" was trained on another backbone: {what}. Use the backbone it was trained on '
+            "(MODEL.BACKBONE.NAME / MODEL.BACKBONE.PATH), or pass --force to load it anyway."
+        )
+
+    def check_resumed_config(self, checkpoint: Dict[str, Any], path: str) -> None:
+        """A resume (or the rerun of a finished run) continues the checkpoint's training: under other
+        method or optimisation values it would mix two configs, or report the old model as the new."""
+        record = checkpoint.get("config")
+        if record is None:
+            print(f"Note: {path} records no config (an older checkpoint); resuming without comparing configs")
+            return
+        diffs = config_differences(record, self.cfg)
+        if not diffs:
+            return
+        listed = "; ".join(f"{k}: {a!r} in the checkpoint, {b!r} now" for k, a, b in diffs[:8])
+        more = f" (and {len(diffs) - 8} more)" if len(diffs) > 8 else ""
+        if self.force:
+            print(f"WARNING: resuming {path} under a different config (--force): {listed}{more}")
+            return
+        raise ValueError(
+            f'"{path}" was trained with a different config: {listed}{more}. Use another --output-dir for '
+            "the new config, or pass --force to continue this checkpoint under the new values."
+        )
+
+    # ---- unreadable images ---------------------------------------------------------------------
+    def readable_batches(self, loader: Any) -> Any:
+        """The loader's batches; one holding an unreadable image stops the run naming the file, or,
+        with DATALOADER.SKIP_UNREADABLE, goes on without it (the image is listed at the end)."""
+        from ..data.data_manager import UNREADABLE_KEY, UnreadableImage
+
+        skipped: List[str] = self.__dict__.setdefault("skipped_images", [])
+        for batch in loader:
+            bad = batch.pop(UNREADABLE_KEY, None) if isinstance(batch, dict) else None
+            if bad:
+                if not self.cfg.DATALOADER.SKIP_UNREADABLE:
+                    raise UnreadableImage(
+                        f"{bad[0]}. Replace or remove the file, or set DATALOADER.SKIP_UNREADABLE True to "
+                        "skip unreadable images; then rerun the same command (it resumes)."
+                    )
+                for message in bad:
+                    if message not in skipped:
+                        skipped.append(message)
+                        print(f"Skipping an unreadable image: {message}")
+                if "img" not in batch:
+                    continue
+            yield batch
+
+    def report_skipped_images(self) -> None:
+        skipped = self.__dict__.get("skipped_images") or []
+        if skipped:
+            print(f"Skipped {len(skipped)} unreadable image(s) (DATALOADER.SKIP_UNREADABLE):")
+            for message in skipped:
+                print(f"  {message}")
+
+    def check_resume_folder(self, directory: str) -> None:
+        """An explicit --resume that finds nothing to resume must not quietly train from scratch."""
+        missing = [n for n in self.get_model_names() if not osp.isfile(osp.join(directory, n, POINTER_FILE))]
+        if missing:
+            raise FileNotFoundError(
+                f'--resume "{directory}" holds no checkpoint to resume from (no '
+                f'"{osp.join(directory, missing[0], POINTER_FILE)}"); pass the output folder of a training run'
+            )
+
+    def remove_stale_temporaries(self) -> None:
+        """Temporary files of a save that was killed half-way: never complete, safe to delete."""
+        for name in self.get_model_names():
+            for path in remove_stale_temporaries(osp.join(self.output_dir, name)):
+                print(f"Removed {path}, left by a save that was interrupted")
 
     def autocast(self) -> ContextManager[Any]:
         """float16 autocast for amp on CUDA; a no-op otherwise."""
@@ -409,7 +544,12 @@ class SimpleTrainer(TrainerBase):
         directory = self.cfg.OUTPUT_DIR
         if self.cfg.RESUME:
             directory = self.cfg.RESUME
+        self.remove_stale_temporaries()
+        if self.cfg.RESUME:
+            self.check_resume_folder(self.cfg.RESUME)
         self.start_epoch = self.resume_model_if_exist(directory)
+        # After the resume check, so a refused resume leaves the record of the checkpoint in place.
+        write_config_record(self.cfg)
 
         writer_dir = osp.join(self.output_dir, "tensorboard")
         mkdir_if_missing(writer_dir)
@@ -461,6 +601,7 @@ class SimpleTrainer(TrainerBase):
         # files Dassl would write are kept once the next one is complete.
         scheduled = self.is_scheduled_save(epoch_count)
         self.save_model(self.epoch, self.output_dir, verbose=scheduled)
+        self._epochs_saved = epoch_count
         previous = epoch_count - 1
         if previous >= 1 and not self.is_scheduled_save(previous):
             for name in self.get_model_names():
@@ -486,12 +627,14 @@ class SimpleTrainer(TrainerBase):
 
         print(f"Evaluate on the *{split}* set")
 
-        for batch in tqdm(data_loader, file=sys.stderr, disable=None, desc=split):
+        batches = self.readable_batches(data_loader)
+        for batch in tqdm(batches, total=len(data_loader), file=sys.stderr, disable=None, desc=split):
             input, label = self.parse_batch_test(batch)
             output = self.model_inference(input)
             self.evaluator.process(output, label)
 
         results = self.evaluator.evaluate()
+        self.report_skipped_images()
 
         for k, v in results.items():
             self.write_scalar(f"{split}/{k}", v, self.epoch)
@@ -524,7 +667,8 @@ class TrainerX(SimpleTrainer):
         print_freq = self.cfg.TRAIN.PRINT_FREQ
 
         bar = tqdm(
-            self.train_loader_x,
+            self.readable_batches(self.train_loader_x),
+            total=self.num_batches,
             file=sys.stderr,
             disable=None,
             leave=False,

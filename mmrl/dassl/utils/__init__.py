@@ -1,10 +1,12 @@
-from .logger import Logger, restore_stdout, setup_logger
+from .logger import Logger, log_error, restore_stdout, setup_logger
 from .meters import AverageMeter, MetricMeter
 from .registry import Registry, check_availability, closest_name
 from .tools import (
     atomic_write,
+    atomic_write_bytes,
     check_isfile,
     collect_env_info,
+    created_file_mode,
     listdir_nohidden,
     mkdir_if_missing,
     read_json,

@@ -1,6 +1,7 @@
 """Checkpoint files: Dassl's layout, written atomically, loaded safely."""
 from __future__ import annotations
 
+import io
 import os
 import os.path as osp
 import pickle
@@ -10,18 +11,24 @@ import warnings
 import zipfile
 from collections import OrderedDict
 from functools import partial
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from .tools import atomic_write, mkdir_if_missing
+from .tools import atomic_write, atomic_write_bytes, mkdir_if_missing
 
 POINTER_FILE = "checkpoint"
 BEST_FILE = "model-best.pth.tar"
 EPOCH_FILE_PREFIX = "model.pth.tar-"
 _EPOCH_FILE_RE = re.compile(r"^model\.pth\.tar-(\d+)$")
+# atomic_write's temporaries: ".<final name>.<random>.tmp".
+_TEMPORARY_RE = re.compile(r"^\.(model\.pth\.tar-\d+|model-best\.pth\.tar|checkpoint)\..+\.tmp$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint or its pointer file cannot be used (cut short, empty, naming a missing file)."""
 
 
 def epoch_file_name(epoch: int) -> str:
@@ -54,10 +61,29 @@ def read_pointer(save_dir: str) -> str:
             "resume from. Remove the folder to train from scratch."
         )
     with open(fpath, "r") as f:
-        fname = f.readline().strip("\n")
+        fname = f.readline().strip()
     if not fname:
-        raise RuntimeError(f'"{fpath}" is empty; it should name a checkpoint file')
-    return osp.join(save_dir, fname)
+        raise CheckpointError(f'"{fpath}" is empty; it should name a checkpoint file')
+    target = osp.join(save_dir, fname)
+    if not osp.isfile(target):
+        raise CheckpointError(f'"{fpath}" names "{fname}", which is not in "{save_dir}"')
+    return target
+
+
+def remove_stale_temporaries(folder: str) -> List[str]:
+    """Delete the temporary files that a save killed half-way left in ``folder``; returns their paths.
+
+    Only called when a run starts in ``folder``, before it saves anything itself.
+    """
+    if not osp.isdir(folder):
+        return []
+    removed = []
+    for name in sorted(os.listdir(folder)):
+        path = osp.join(folder, name)
+        if _TEMPORARY_RE.match(name) and osp.isfile(path):
+            os.remove(path)
+            removed.append(path)
+    return removed
 
 
 def save_checkpoint(
@@ -80,24 +106,38 @@ def save_checkpoint(
     if not model_name:
         model_name = epoch_file_name(state["epoch"])
     fpath = osp.join(save_dir, model_name)
-    atomic_write(fpath, lambda f: torch.save(state, f))
+    # Serialised first, so a full disk is reported with the exact size the file needs.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getvalue()
+    atomic_write_bytes(fpath, data)
     if verbose:
         print(f"Checkpoint saved to {fpath}")
     write_pointer(save_dir, osp.basename(fpath))
 
     if is_best:
         best_fpath = osp.join(osp.dirname(fpath), BEST_FILE)
-        atomic_write(best_fpath, lambda f: torch.save(state, f))
+        atomic_write_bytes(best_fpath, data)
         print(f'Best checkpoint saved to "{best_fpath}"')
     return fpath
 
 
-def _corrupt_error(fpath: str, err: BaseException) -> RuntimeError:
-    return RuntimeError(
-        f'Checkpoint "{fpath}" is corrupt or incomplete ({type(err).__name__}: '
-        f"{err}). It was probably cut short while being written. Delete it and "
-        "resume from the previous epoch's file (point the \"checkpoint\" file "
-        "in the same folder at it), or train again."
+def torch_reason(err: BaseException) -> str:
+    """torch's error in one line, without its advice to load files with ``weights_only=False``
+    (never a fix for a damaged file, and unsafe for an untrusted one)."""
+    text = str(err).strip()
+    for line in text.splitlines():
+        line = line.strip()
+        if line and "weights_only" not in line and "Weights only load failed" not in line:
+            return f"{type(err).__name__}: {line}"
+    return type(err).__name__
+
+
+def _corrupt_error(fpath: str, err: BaseException) -> CheckpointError:
+    return CheckpointError(
+        f'Checkpoint "{fpath}" is corrupt or incomplete ({torch_reason(err)}); it was probably cut short '
+        "while being written. Delete it, or use the previous epoch's file of that folder (a resume falls "
+        "back to it by itself)."
     )
 
 
@@ -113,6 +153,8 @@ def load_checkpoint(fpath: str) -> Dict[str, Any]:
     fpath = osp.abspath(osp.expanduser(fpath))
     if not osp.exists(fpath):
         raise FileNotFoundError(f'No checkpoint file at "{fpath}"')
+    if osp.getsize(fpath) == 0:
+        raise CheckpointError(f'Checkpoint "{fpath}" is empty (0 bytes). Delete it, or use the previous epoch\'s file.')
     map_location = None if torch.cuda.is_available() else "cpu"
 
     def _load(weights_only: bool) -> Any:
@@ -184,19 +226,61 @@ def set_rng_state(state: Dict[str, Any]) -> None:
             torch.cuda.set_rng_state_all(cuda_states)
 
 
+def epoch_files(folder: str) -> List[Tuple[int, str]]:
+    """``(epoch, path)`` of the ``model.pth.tar-<epoch>`` files in ``folder``, newest first."""
+    found = []
+    for name in os.listdir(folder) if osp.isdir(folder) else []:
+        m = _EPOCH_FILE_RE.match(name)
+        if m and osp.isfile(osp.join(folder, name)):
+            found.append((int(m.group(1)), osp.join(folder, name)))
+    return sorted(found, reverse=True)
+
+
+def load_resumable(fdir: str) -> Tuple[str, Dict[str, Any]]:
+    """The checkpoint a resume continues from: the one named in ``fdir/checkpoint``, or, when the
+    pointer is empty or dangling or its file is damaged, the newest intact epoch file (said so)."""
+    try:
+        fpath = read_pointer(fdir)
+        print(f'Loading checkpoint from "{fpath}"')
+        return fpath, load_checkpoint(fpath)
+    except CheckpointError as err:
+        problem = err
+    for _, candidate in epoch_files(fdir):
+        try:
+            checkpoint = load_checkpoint(candidate)
+        except CheckpointError as err:
+            print(f"Skipping {candidate}: {err}")
+            continue
+        print(f'{problem}\nResuming from the newest intact checkpoint instead: "{candidate}"')
+        return candidate, checkpoint
+    raise CheckpointError(
+        f"{problem}\nNo intact checkpoint is left in \"{fdir}\" to resume from; delete the folder "
+        "(or pass another --output-dir) to train from scratch."
+    )
+
+
 def resume_from_checkpoint(
     fdir: str,
     model: nn.Module,
     optimizer: Optional[torch.optim.Optimizer] = None,
     scheduler: Optional[Any] = None,
     return_checkpoint: bool = False,
+    check: Optional[Callable[[Dict[str, Any], str], None]] = None,
 ) -> Union[int, Tuple[int, Dict[str, Any]]]:
     """Restore model, optimizer, scheduler (and RNG states) from the file named
-    in ``fdir/checkpoint``; return the number of completed epochs."""
-    fpath = read_pointer(fdir)
-    print(f'Loading checkpoint from "{fpath}"')
-    checkpoint = load_checkpoint(fpath)
-    model.load_state_dict(checkpoint["state_dict"])
+    in ``fdir/checkpoint`` (see :func:`load_resumable`); return the number of completed epochs.
+    ``check(checkpoint, path)`` may refuse the checkpoint before anything is loaded from it."""
+    fpath, checkpoint = load_resumable(fdir)
+    if check is not None:
+        check(checkpoint, fpath)
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as e:
+        # e.g. a resume forced under another architecture (--force with other shapes).
+        raise CheckpointError(
+            f'"{fpath}" does not fit the model of this run ({str(e).strip().splitlines()[-1].strip()}); '
+            "resume it with the config it was trained with, or use another --output-dir"
+        ) from None
     print("Loaded model weights")
     if optimizer is not None and checkpoint.get("optimizer") is not None:
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -246,17 +330,13 @@ def find_checkpoint_file(folder: str, epoch: Optional[int] = None) -> str:
     best = osp.join(folder, BEST_FILE)
     if osp.isfile(best):
         return best
-    epochs = []
-    for name in os.listdir(folder):
-        m = _EPOCH_FILE_RE.match(name)
-        if m and osp.isfile(osp.join(folder, name)):
-            epochs.append(int(m.group(1)))
+    epochs = epoch_files(folder)
     if not epochs:
         raise FileNotFoundError(
             f'No model at "{folder}": expected "{BEST_FILE}" or '
             f'"{EPOCH_FILE_PREFIX}<epoch>". The folder holds: {_listing(folder)}.'
         )
-    return osp.join(folder, epoch_file_name(max(epochs)))
+    return epochs[0][1]
 
 
 def load_pretrained_weights(model: nn.Module, weight_path: str) -> None:

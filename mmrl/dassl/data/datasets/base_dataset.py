@@ -5,6 +5,7 @@ global ``random`` module exactly as Dassl does (same grouping order, same calls)
 so a run seeded with ``random.seed(s)`` selects the images the published
 numbers were obtained with.
 """
+import copyreg
 import os
 import os.path as osp
 import pickle
@@ -20,7 +21,9 @@ __all__ = [
     "generate_fewshot_dataset",
     "split_dataset_by_label",
     "split_dataset_by_domain",
+    "dump_datum_pickle",
     "load_pickle",
+    "reroot_datums",
 ]
 
 
@@ -112,18 +115,45 @@ def generate_fewshot_dataset(
             else:
                 picked.extend(items)
         output.append(picked)
+        if not repeat:
+            report_short_classes(picked, num_shots)
 
     if len(output) == 1:
         return output[0]
     return output
 
 
+def report_short_classes(items: Sequence[Datum], num_shots: int, what: str = "") -> List[Tuple[str, int]]:
+    """Say which classes of a ``num_shots``-shot draw hold fewer images (the lineage keeps all a
+    class has without a word); returns ``(classname, count)`` for each."""
+    counts: Dict[int, int] = defaultdict(int)
+    names: Dict[int, str] = {}
+    for item in items:
+        counts[item.label] += 1
+        names.setdefault(item.label, item.classname)
+    short = [(names[label], n) for label, n in counts.items() if n < num_shots]
+    if short:
+        listed = ", ".join(f"{name} ({n})" for name, n in short[:20])
+        more = f", ... ({len(short) - 20} more)" if len(short) > 20 else ""
+        where = f" of {what}" if what else ""
+        print(f"{len(short)} of {len(counts)} classes{where} have fewer than {num_shots} images and use all "
+              f"they have: {listed}{more}")
+    return short
+
+
 # Module paths under which Dassl pickled its Datum; caches written by the
 # lineage name them, so they are mapped onto this module when loading.
+DASSL_DATUM_MODULE = "dassl.data.datasets.base_dataset"
 _LINEAGE_MODULES = {
-    "dassl.data.datasets.base_dataset": __name__,
+    DASSL_DATUM_MODULE: __name__,
     "dassl.data.datasets": __name__,
 }
+# Pickles of Datum lists name Dassl's class, so Dassl's own code (plain pickle.load) reads the
+# caches this project writes on a data root both share; protocol 4 is readable from Python 3.4 on.
+DATUM_PICKLE_PROTOCOL = 4
+# Beside Dassl's four attributes, each written Datum carries its path relative to the dataset
+# folder, so a copied or moved data root reads its own images (Dassl ignores the extra attribute).
+_RELPATH = "_relpath"
 
 
 class _LineageUnpickler(pickle.Unpickler):
@@ -133,16 +163,92 @@ class _LineageUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def load_pickle(path: str) -> Any:
-    """Load a pickle that may hold Datum objects written by this project or by Dassl."""
+class _DasslPickler(pickle._Pickler):  # the Python pickler: the C one cannot name another module
+    def __init__(self, file: Any, root: str) -> None:
+        super().__init__(file, protocol=DATUM_PICKLE_PROTOCOL)
+        self.root = root
+
+    def save_global(self, obj: Any, name: Optional[str] = None) -> None:
+        if obj is Datum:
+            self.write(pickle.GLOBAL + f"{DASSL_DATUM_MODULE}\nDatum\n".encode("ascii"))
+            self.memoize(obj)
+            return
+        super().save_global(obj, name)
+
+    def reducer_override(self, obj: Any) -> Any:
+        if type(obj) is not Datum:
+            return NotImplemented
+        state = {k: obj.__dict__[k] for k in ("_impath", "_label", "_domain", "_classname")}
+        rel = osp.relpath(obj.impath, self.root) if self.root else ""
+        if rel and not rel.startswith(".."):
+            state[_RELPATH] = rel
+        return copyreg.__newobj__, (Datum,), state
+
+
+def dump_datum_pickle(data: Any, file: Any, root: str) -> None:
+    """Pickle ``data`` (dicts and lists of Datum) to a binary ``file`` in the lineage's class path,
+    each image path also stored relative to the dataset folder ``root``."""
+    _DasslPickler(file, osp.abspath(root)).dump(data)
+
+
+def _datums(data: Any) -> List[Datum]:
+    if isinstance(data, Datum):
+        return [data]
+    if isinstance(data, dict):
+        return [d for v in data.values() for d in _datums(v)]
+    if isinstance(data, (list, tuple)):
+        return [d for v in data for d in _datums(v)]
+    return []
+
+
+def _old_prefix(impath: str, root: str) -> Optional[str]:
+    """The folder that played ``root``'s part when ``impath`` was written: the shortest tail of
+    ``impath`` that exists under ``root`` tells it."""
+    parts = impath.split(os.sep)
+    for k in range(1, len(parts)):
+        if osp.exists(osp.join(root, *parts[k:])):
+            return os.sep.join(parts[:k])
+    return None
+
+
+def reroot_datums(data: Any, root: str, source: str = "") -> None:
+    """Point every Datum of ``data`` at the images under the dataset folder ``root``: from its
+    relative path when it has one, else by replacing the absolute prefix it was written under
+    (caches of the lineage, or of a data root that was copied or moved)."""
+    root = osp.abspath(root)
+    items = _datums(data)
+    legacy = []
+    for item in items:
+        rel = item.__dict__.pop(_RELPATH, None)
+        if rel is not None:
+            item._impath = osp.join(root, rel)
+        else:
+            legacy.append(item)
+    if not legacy or legacy[0].impath.startswith(root + os.sep):
+        return
+    old = _old_prefix(legacy[0].impath, root)
+    if old is None or old == root:
+        return
+    for item in legacy:
+        if item.impath.startswith(old + os.sep):
+            item._impath = root + item.impath[len(old):]
+    print(f"Image paths of {source or 'the cache'} were written under {old}: reading them from {root}")
+
+
+def load_pickle(path: str, root: Optional[str] = None) -> Any:
+    """Load a pickle that may hold Datum objects written by this project or by Dassl; with
+    ``root`` (the dataset folder), their image paths are re-rooted there (see reroot_datums)."""
     try:
         with open(path, "rb") as f:
-            return _LineageUnpickler(f).load()
-    except (pickle.UnpicklingError, EOFError, AttributeError, ModuleNotFoundError) as e:
+            data = _LineageUnpickler(f).load()
+    except (pickle.UnpicklingError, EOFError, AttributeError, ModuleNotFoundError, ValueError) as e:
         raise ValueError(
             f"Cannot read pickle {path}: {e}. The file is corrupt or was written by an incompatible "
             "version; delete it and it will be recreated."
         ) from e
+    if root is not None:
+        reroot_datums(data, root, source=path)
+    return data
 
 
 def dataset_path(cfg: Any, dataset_dir: str) -> str:
