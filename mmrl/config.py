@@ -26,10 +26,10 @@ from mmrl.dassl.config import (
     merge_from_list_checked,
     merge_mapping_checked,
 )
+from mmrl.dassl.config.checked import yaml_error_message
 from mmrl.dassl.data.datasets import DATASET_REGISTRY
 from mmrl.dassl.engine import TRAINER_REGISTRY
 from mmrl.dassl.utils.registry import closest_name
-from mmrl.dassl.config.checked import yaml_error_message
 
 OVERRIDES_FILE = "dataset_overrides.yaml"
 TASKS = ("B2N", "FS", "CD")
