@@ -1,5 +1,5 @@
 """The class side of the text tower: the shared prefix computed once and prompts grouped by length
-give the same logits as running every class's whole sequence (the tower before this saving)."""
+give the same logits as running every class's whole padded sequence (``whole_sequence_text_features``)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,15 +13,6 @@ WORDS = ["red", "spotted", "mountain", "grey", "long", "tailed", "house", "river
 # Prompts of 7 to 12 tokens, as the benchmark datasets' class names give.
 PROMPTS = [f"a photo of a {' '.join(WORDS[(i + j) % len(WORDS)] for j in range(1 + i % 6))}." for i in range(14)]
 K = 5
-
-
-def whole_sequence_text_features(model: RepresentationCLIP) -> torch.Tensor:
-    """The tower before the saving: every class runs BOS + K tokens + its prompt, padded to the longest."""
-    text_tokens, _ = model.learner()
-    inserts = dict(zip(model.layer_index, text_tokens))
-    tower = model.text_tower
-    x = tower.run(model.text_lower, model.start, tower.n_layers, inserts, model._blend)
-    return F.normalize(tower.feature(x, model.eot_index, shift=model.arch.n_tokens), dim=-1)
 
 
 def build(clip_model, variant, layers):
@@ -51,7 +42,7 @@ def b16_text_clip():
 def _compare(model, image_features, dtype):
     model = model.to(dtype)
     f = image_features.to(dtype)
-    want, got = whole_sequence_text_features(model), model.text_features()
+    want, got = model.whole_sequence_text_features(), model.text_features()
     logits_want, logits_got = 100 * f @ want.t(), 100 * f @ got.t()
     grad_want = torch.autograd.grad(logits_want.sum(), model.learner.rep_tokens)[0]
     grad_got = torch.autograd.grad(logits_got.sum(), model.learner.rep_tokens)[0]

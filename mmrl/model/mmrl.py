@@ -99,7 +99,7 @@ class RepresentationCLIP(nn.Module):
         inserts = dict(zip(self.layer_index, text_tokens))
         f = self.text_tower.run_shared_prefix(self.class_groups(classes), self.start, inserts, self._blend,
                                               self.recompute)
-        return F.normalize(f, dim=-1)
+        return F.normalize(f.float(), dim=-1)
 
     def text_features(self, classes: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The learned text features [N, d], L2-normalised (grad flows), of the classes ``classes``
@@ -107,6 +107,17 @@ class RepresentationCLIP(nn.Module):
         once whatever the selection, so a subset costs only its own prompts."""
         text_tokens, _ = self.learner()
         return self._text_features(text_tokens, classes)
+
+    def whole_sequence_text_features(self) -> torch.Tensor:
+        """:meth:`text_features` computed without the shared prefix and the length groups: every class
+        runs BOS + K tokens + its prompt, padded to the longest. The same features up to float rounding;
+        kept as the baseline that the saving is tested and benchmarked against."""
+        text_tokens, _ = self.learner()
+        inserts = dict(zip(self.layer_index, text_tokens))
+        x = self.text_tower.run(self.text_lower, self.start, self.text_tower.n_layers, inserts, self._blend,
+                                self.recompute)
+        f = self.text_tower.feature(x, self.eot_index, shift=self.arch.n_tokens)
+        return F.normalize(f.float(), dim=-1)
 
     def _image_features(
         self, images: torch.Tensor, visual_tokens: List[torch.Tensor], with_zero_shot: bool
@@ -116,11 +127,11 @@ class RepresentationCLIP(nn.Module):
         f_zs = None
         if with_zero_shot:
             with torch.no_grad():
-                f_zs = F.normalize(tower.cls_feature(tower.run(x, self.start, tower.n_layers)), dim=-1)
+                f_zs = F.normalize(tower.cls_feature(tower.run(x, self.start, tower.n_layers)).float(), dim=-1)
         inserts = dict(zip(self.layer_index, visual_tokens))
         x = tower.run(x, self.start, tower.n_layers, inserts, self._blend, self.recompute)
-        f_c = F.normalize(tower.cls_feature(x), dim=-1)
-        f_r = F.normalize(tower.token_feature(x, self.arch.n_tokens, self.learner.rep_projection()), dim=-1)
+        f_c = F.normalize(tower.cls_feature(x).float(), dim=-1)
+        f_r = F.normalize(tower.token_feature(x, self.arch.n_tokens, self.learner.rep_projection()).float(), dim=-1)
         return f_c, f_r, f_zs
 
     def image_features(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -130,9 +141,13 @@ class RepresentationCLIP(nn.Module):
         return f_c, f_r
 
     def _logits(self, f_c: torch.Tensor, f_r: torch.Tensor, w: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        w = w.to(f_c.dtype)
-        logits_c = LOGIT_SCALE * f_c @ w.t()
-        logits_r = LOGIT_SCALE * f_r @ w.t()
+        # Features, logits and the loss are fp32 in every precision: they cost [B, C] x d, and at
+        # scale 100 half-precision logits round by up to 0.06 (fp16) or 0.5 (bf16), flipping close
+        # predictions. Autocast is off here, or it would run the matmuls in half precision again.
+        with torch.autocast(f_c.device.type, enabled=False):
+            f_c, f_r, w = f_c.float(), f_r.float(), w.float()
+            logits_c = LOGIT_SCALE * f_c @ w.t()
+            logits_r = LOGIT_SCALE * f_r @ w.t()
         return logits_c, logits_r, self.alpha * logits_c + (1.0 - self.alpha) * logits_r
 
     def logits(self, images: torch.Tensor, text_features: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
