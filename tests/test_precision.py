@@ -21,8 +21,9 @@ DESIGN = {
     "amp": (torch.float32, torch.float16),
     "bf16": (torch.float32, torch.bfloat16),
 }
-# One short epoch (4 shots x 10 classes = 10 steps of 4) at the full learning rate, so the learner moves.
-FAST = ("DATASET.NUM_SHOTS", "4", "OPTIM.MAX_EPOCH", "1", "OPTIM.WARMUP_EPOCH", "0")
+# One short epoch (4 shots x 10 classes = 10 steps of 4) at a high learning rate, so the learner moves
+# away from its initialisation and the predictions are not near ties.
+FAST = ("DATASET.NUM_SHOTS", "4", "OPTIM.MAX_EPOCH", "1", "OPTIM.WARMUP_EPOCH", "0", "OPTIM.LR", "0.005")
 
 
 def devices():
@@ -128,22 +129,26 @@ def test_scaler_is_used_exactly_in_amp(matrix):
 
 
 def test_checkpoint_of_each_precision_predicts_alike_under_every_other(matrix):
+    """Each checkpoint, evaluated under each precision, against its fp32 evaluation (the exact predictions)."""
     _, runs = matrix
     images = all_test_images(runs["fp32"][0])
     assert images.shape[0] == 70
-    worst_agreement, worst_logits = 1.0, 0.0
-    for source, (trainer, _, _) in runs.items():
-        own = predictions_logits(trainer, images)
+    agreement, logit_gap = {}, {}
+    for source, (_, out, _) in runs.items():
+        logits = {}
         for target, (other, _, _) in runs.items():
-            other.load_model(str(runs[source][1]))
-            logits = predictions_logits(other, images)
-            agreement = (logits.argmax(1) == own.argmax(1)).float().mean().item()
-            worst_agreement = min(worst_agreement, agreement)
-            worst_logits = max(worst_logits, (logits - own).abs().max().item())
-            assert agreement >= 0.95, f"{source} checkpoint under {target}: {agreement:.0%} same predictions"
-    # Observed on CPU: at least 97% same predictions, logits (scale 100) within about 0.6 across
-    # precisions (bf16 keeps 8 bits of mantissa); fp32 reloads bit-identical.
-    assert worst_logits < 2.0, worst_logits
+            other.load_model(str(out))
+            logits[target] = predictions_logits(other, images)
+        for target, value in logits.items():
+            same = (value.argmax(1) == logits["fp32"].argmax(1)).float().mean().item()
+            agreement[source, target] = same
+            logit_gap[source, target] = (value - logits["fp32"]).abs().max().item()
+    table = {f"{s} ckpt / {t}": f"{agreement[s, t]:.1%}, {logit_gap[s, t]:.3f}" for s, t in agreement}
+    assert min(agreement.values()) >= 0.95, table
+    # fp32 reloads exactly; observed on CPU, logits (scale 100) within 0.08 under fp16 and amp and
+    # within 0.45 under bf16 (8 bits of mantissa).
+    assert all(logit_gap[s, "fp32"] == 0.0 for s in runs), table
+    assert max(logit_gap.values()) < 1.5, table
 
 
 def test_resume_under_amp_restores_the_scaler(matrix, root, tmp_path):

@@ -141,8 +141,8 @@ class RepresentationCLIP(nn.Module):
         return f_c, f_r
 
     def _logits(self, f_c: torch.Tensor, f_r: torch.Tensor, w: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        # Features, logits and the loss are fp32 in every precision: they cost [B, C] x d, and at
-        # scale 100 half-precision logits round by up to 0.06 (fp16) or 0.5 (bf16), flipping close
+        # Features, logits and the loss are fp32 in every precision: they cost [B, C] x d, and near
+        # 100 half-precision numbers are 0.06 (fp16) or 0.5 (bf16) apart, which flips close
         # predictions. Autocast is off here, or it would run the matmuls in half precision again.
         with torch.autocast(f_c.device.type, enabled=False):
             f_c, f_r, w = f_c.float(), f_r.float(), w.float()
