@@ -2,11 +2,15 @@
 
     python benchmarks/benchmark.py --trainer MMRL --device cpu --batch-size 4 --classes 50
     python benchmarks/benchmark.py --trainer MMRLpp --device cuda --prec amp --batch-size 32 --classes 500
+    python benchmarks/benchmark.py --device cpu --prec bf16 --spec mini --compile
 
 It builds a randomly initialised CLIP with ViT-B/16 shapes (or the miniature one with --spec mini), the
 method's learner with the reference configuration, and times full training steps (forward, loss,
 backward, AdamW step) and evaluation on random images. It prints figures; it is not a test. Peak memory is
-the process's peak resident set size on CPU, and the peak allocated CUDA memory on a GPU.
+the process's peak resident set size on CPU, and the peak allocated CUDA memory on a GPU. Precisions are
+the trainers' (PREC): fp16 and amp run on CPU as they would on CUDA. ``--row`` prints one tab-separated
+line instead (benchmarks/device_check.sh assembles its table from them). ``--compile`` runs the towers'
+per-block functions through torch.compile (an evaluation: the trainers have no such option).
 """
 import argparse
 import resource
@@ -16,9 +20,12 @@ import time
 import torch
 
 from mmrl.dassl.config import get_cfg_default
+from mmrl.dassl.engine.trainer import AUTOCAST_DTYPES
 from mmrl.dassl.optim import build_optimizer
 from mmrl.demo.clip import MINI_SPEC, VIT_B16_SPEC, build_random_clip
+from mmrl.model.clip_loader import convert_weights
 from mmrl.model.mmrl import RepresentationCLIP
+from mmrl.model import towers
 from mmrl.model.representation import RepArch
 
 SPECS = {"vit-b16": VIT_B16_SPEC, "mini": MINI_SPEC}
@@ -41,8 +48,8 @@ def main(argv=None) -> int:
     p.add_argument("--trainer", choices=["MMRL", "MMRLpp"], default="MMRL")
     p.add_argument("--spec", choices=sorted(SPECS), default="vit-b16")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--prec", choices=["fp32", "amp", "fp16"], default="fp32",
-                   help="amp and fp16 need CUDA")
+    p.add_argument("--prec", choices=["fp32", "fp16", "amp", "bf16"], default="fp32",
+                   help="as TRAINER.<NAME>.PREC; all four run on CPU too")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--classes", type=int, default=50, help="number of training classes")
     p.add_argument("--steps", type=int, default=5, help="timed training steps (after one warm-up step)")
@@ -52,11 +59,15 @@ def main(argv=None) -> int:
     p.add_argument("--recompute", choices=["auto", "on", "off"], default="auto",
                    help="recompute the token-carrying blocks in backward, as TRAINER.<NAME>.RECOMPUTE "
                         "(auto: on CPU only, the trainers' default)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the towers' per-block functions")
+    p.add_argument("--row", action="store_true", help="print one tab-separated line of figures")
     args = p.parse_args(argv)
 
     device = torch.device(args.device)
-    if args.prec != "fp32" and device.type != "cuda":
-        p.error(f"--prec {args.prec} needs a CUDA device")
+    if args.compile:
+        # The loops look the block functions up at call time, so this swaps them for compiled ones.
+        towers.run_block = torch.compile(towers.run_block, dynamic=False)
+        towers.run_shared_prefix_block = torch.compile(towers.run_shared_prefix_block, dynamic=False)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -68,7 +79,7 @@ def main(argv=None) -> int:
         param.requires_grad_(False)
     clip_model.eval()
     if args.prec == "fp16":
-        clip_model.half()
+        convert_weights(clip_model)  # as load_clip(fp16=True): the layer norms stay fp32
     clip_model.to(device)
 
     # The reference configuration: K = 5 tokens in blocks 6..12, d_r = 512 (MMRL++: ranks 64 and 4).
@@ -88,14 +99,16 @@ def main(argv=None) -> int:
     optim = build_optimizer(model.learner, cfg.OPTIM)
     trainable = sum(p.numel() for p in model.learner.parameters() if p.requires_grad)
 
-    use_amp = args.prec == "amp"
-    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    scaler = torch.amp.GradScaler(device.type) if args.prec == "amp" else None
+    autocast_dtype = AUTOCAST_DTYPES.get(args.prec)
 
     def autocast():
-        return torch.autocast(device.type, dtype=torch.float16, enabled=use_amp)
+        return torch.autocast(device.type, dtype=autocast_dtype or torch.float16, enabled=autocast_dtype is not None)
 
     res = spec["image_resolution"]
     dtype = torch.float16 if args.prec == "fp16" else torch.float32
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
 
     def train_step() -> None:
         images = torch.randn(args.batch_size, 3, res, res, device=device, dtype=dtype)
@@ -112,8 +125,10 @@ def main(argv=None) -> int:
             optim.step()
 
     model.learner.train()
-    train_step()  # warm-up: allocator, kernels, the frozen text caches
+    start = time.perf_counter()
+    train_step()  # warm-up: allocator, kernels, the frozen text caches (and compilation)
     sync(device)
+    warmup_time = time.perf_counter() - start
     start = time.perf_counter()
     for _ in range(args.steps):
         train_step()
@@ -134,12 +149,19 @@ def main(argv=None) -> int:
         sync(device)
         eval_time = time.perf_counter() - start
 
+    if args.row:
+        print("\t".join(str(v) for v in (
+            args.trainer, args.spec, args.prec, args.batch_size, args.classes, f"{step_time:.4f}",
+            f"{args.batch_size / step_time:.1f}", f"{args.eval_images / eval_time:.1f}",
+            f"{peak_memory_gb(device):.2f}")))
+        return 0
     print(f"trainer            {args.trainer} ({args.spec}, random weights, {args.prec}, {device}"
-          f"{', recompute' if recompute else ''})")
+          f"{', recompute' if recompute else ''}{', compiled' if args.compile else ''})")
     print(f"threads            {torch.get_num_threads()}")
     print(f"classes / batch    {args.classes} / {args.batch_size} "
           f"(longest prompt {int(model.eot_index.max()) + 1} tokens)")
     print(f"trainable params   {trainable:,}")
+    print(f"first step         {warmup_time:.3f} s  (warm-up{', compilation included' if args.compile else ''})")
     print(f"train step         {step_time:.3f} s  ({args.batch_size / step_time:.2f} images/s)")
     print(f"evaluation         {args.eval_images / eval_time:.2f} images/s "
           f"({args.eval_images} images, text features included)")

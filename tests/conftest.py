@@ -37,3 +37,13 @@ def mini_clip_file(mini_clip, tmp_path):
     path = tmp_path / "mini-clip.pt"
     torch.save(mini_clip.state_dict(), path)
     return path
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` are skipped, with the reason shown (pytest.ini's -ra), where CUDA is absent."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU: torch.cuda.is_available() is False here")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -97,9 +97,13 @@ def test_missing_file_is_named(tmp_path):
         load_clip("ViT-B/16", str(tmp_path / "nothere.pt"))
 
 
-def test_fp16_on_cpu_is_refused(mini_clip_file):
-    with pytest.raises(ValueError, match="fp16 CLIP is only supported on CUDA"):
-        load_clip("ViT-B/16", str(mini_clip_file), fp16=True)
+def test_fp16_halves_what_clip_halves_also_on_cpu(mini_clip_file):
+    model = load_clip("ViT-B/16", str(mini_clip_file), fp16=True)
+    assert model.visual.conv1.weight.dtype == torch.float16
+    assert model.transformer.resblocks[0].attn.in_proj_weight.dtype == torch.float16
+    assert model.text_projection.dtype == torch.float16
+    # CLIP's LayerNorm computes in fp32 and needs fp32 weights.
+    assert model.ln_final.weight.dtype == torch.float32
 
 
 def test_mini_backbone_is_cached_and_announced_as_random(mini_clip, capsys):

@@ -188,18 +188,37 @@ def test_precision_policy_on_cpu(tmp_path, capsys):
     assert trainer.precision == "fp32"
     assert trainer.scaler is None
     assert capsys.readouterr().out.splitlines()[0] == (
-        "Precision amp is not supported on CPU; using fp32")
+        "Precision amp is not supported on CPU; using fp32 (TRAINER.LoopTrainer.PREC_ON_CPU True runs amp on CPU)")
     with trainer.autocast():
         assert not torch.is_autocast_enabled()
 
     cfg = _cfg(tmp_path)
-    cfg.TRAINER.LoopTrainer = CfgNode({"PREC": "bf16"})
-    with pytest.raises(ValueError, match="TRAINER.LoopTrainer.PREC"):
+    cfg.TRAINER.LoopTrainer = CfgNode({"PREC": "fp8"})
+    with pytest.raises(ValueError, match='TRAINER.LoopTrainer.PREC must be "fp16", "fp32", "amp" or "bf16", got \'fp8\''):
         LoopTrainer(cfg)
     # The node is the trainer's own name only (no upper-cased fallback).
     cfg = _cfg(tmp_path)
     cfg.TRAINER.LOOPTRAINER = CfgNode({"PREC": "bf16"})
     assert LoopTrainer(cfg).precision == "fp32"
+
+
+@pytest.mark.parametrize("prec, autocast_dtype, scaled", [
+    ("fp16", None, False), ("amp", torch.float16, True), ("bf16", torch.bfloat16, False)])
+def test_precision_on_cpu_when_asked(tmp_path, capsys, prec, autocast_dtype, scaled):
+    cfg = _cfg(tmp_path)
+    # bf16 needs no opt-in: it is never a config's default.
+    cfg.TRAINER.LoopTrainer = CfgNode({"PREC": prec, "PREC_ON_CPU": prec != "bf16"})
+    trainer = LoopTrainer(cfg)
+    assert trainer.precision == prec
+    assert (trainer.scaler is not None) == scaled
+    if scaled:
+        assert trainer.scaler.is_enabled() and trainer.scaler._device == "cpu"
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.startswith(f"Precision {prec} on CPU")
+    with trainer.autocast():
+        assert torch.is_autocast_enabled("cpu") == (autocast_dtype is not None)
+        if autocast_dtype is not None:
+            assert torch.get_autocast_dtype("cpu") == autocast_dtype
 
 
 def test_anomalous_loss_is_reported(tmp_path, capsys):

@@ -62,7 +62,9 @@ class MMRL(CLIPTrainer):
         node.REP_LAYERS = []
         node.REP_DIM = 512
         node.N_REP_TOKENS = 5
-        node.PREC = "fp16"  # fp16 / fp32 / amp
+        node.PREC = "fp16"  # fp16 / fp32 / amp / bf16 (ours)
+        # Ours: on CPU, fp16 and amp run as fp32 unless this is True (then exactly as on CUDA).
+        node.PREC_ON_CPU = False
         # Ours: "on" recomputes the blocks above the first insertion layer in backward instead of
         # keeping their activations (~0.3 GB less at ViT-B/16, batch 4; ~20% more time per step);
         # "auto" does so on CPU, where memory is scarce, and not on a GPU.

@@ -152,13 +152,14 @@ def load_clip(
 ) -> CLIP:
     """A frozen (requires_grad False), eval-mode CLIP, fp32 unless ``fp16``.
 
+    ``fp16`` halves what CLIP's own ``convert_weights`` halves (linear, convolution and attention
+    weights, the projections and embeddings); the layer norms stay fp32. It runs on CPU too.
+
     ``path`` (a TorchScript archive or a state dict) takes precedence over the name; otherwise a
     name of :data:`CLIP_BACKBONES` is resolved through clip's download cache, and
     :data:`MINI_BACKBONE` through the miniature random CLIP's cache file.
     """
     device = torch.device(device)
-    if fp16 and device.type == "cpu":
-        raise ValueError("fp16 CLIP is only supported on CUDA; use PREC fp32 or amp on CPU")
     print(f"Loading CLIP (backbone: {backbone})")
     if path:
         file = str(path)

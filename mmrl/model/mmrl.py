@@ -8,7 +8,7 @@ from torch import nn
 from mmrl.model.clip_loader import tokenize
 from mmrl.model.loss import mmrl_loss
 from mmrl.model.representation import RepArch, build_learner
-from mmrl.model.towers import ImageTower, TextTower
+from mmrl.model.towers import ClassGroups, ImageTower, TextTower
 
 # Logits use a fixed scale, not CLIP's learned logit_scale, as in the reference.
 LOGIT_SCALE = 100.0
@@ -19,7 +19,10 @@ class RepresentationCLIP(nn.Module):
 
     ``self.learner`` holds every trainable tensor; the CLIP (``self.clip_model``) has none.
     Text blocks below the first insertion layer J see only the fixed prompts, so their output
-    and the zero-shot text features are computed once per :meth:`set_prompts`.
+    and the zero-shot text features are computed once per :meth:`set_prompts`. From J on, the
+    start token and the representation tokens are the same for every class and computed once per
+    call; each class runs only its own positions, grouped by prompt length
+    (:meth:`TextTower.run_shared_prefix`).
     """
 
     def __init__(
@@ -50,7 +53,14 @@ class RepresentationCLIP(nn.Module):
         self.register_buffer("eot_index", torch.zeros(0, dtype=torch.long), persistent=False)
         self.register_buffer("text_lower", torch.zeros(0), persistent=False)  # [77, C, d_t]
         self.register_buffer("w_zs", torch.zeros(0), persistent=False)  # [C, d], L2-normalised
+        # Class groups derived from text_lower, per class selection; rebuilt on set_prompts and
+        # whenever the buffers move (device or dtype).
+        self._class_groups: Dict[Optional[Tuple[int, ...]], ClassGroups] = {}
         self.set_prompts(prompts)
+
+    def _apply(self, fn, *args, **kwargs):
+        self._class_groups = {}
+        return super()._apply(fn, *args, **kwargs)
 
     @property
     def _blend(self) -> Optional[float]:
@@ -74,18 +84,40 @@ class RepresentationCLIP(nn.Module):
         self.eot_index = eot
         self.text_lower = lower
         self.w_zs = F.normalize(self.text_tower.feature(full, eot), dim=-1)
+        self._class_groups = {}
 
-    def _text_features(self, text_tokens: List[torch.Tensor]) -> torch.Tensor:
+    def class_groups(self, classes: Optional[torch.Tensor] = None) -> ClassGroups:
+        """The prompts of ``classes`` (indices; all when None) grouped for the text tower. Cached."""
+        key = None if classes is None else tuple(int(c) for c in classes.tolist())
+        groups = self._class_groups.get(key)
+        if groups is None:
+            groups = self.text_tower.group_classes(self.text_lower, self.eot_index, classes)
+            self._class_groups[key] = groups
+        return groups
+
+    def _text_features(self, text_tokens: List[torch.Tensor], classes: Optional[torch.Tensor] = None) -> torch.Tensor:
+        inserts = dict(zip(self.layer_index, text_tokens))
+        f = self.text_tower.run_shared_prefix(self.class_groups(classes), self.start, inserts, self._blend,
+                                              self.recompute)
+        return F.normalize(f.float(), dim=-1)
+
+    def text_features(self, classes: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The learned text features [N, d], L2-normalised (grad flows), of the classes ``classes``
+        (a 1-D index tensor, in its order; all C classes by default). The shared prefix is computed
+        once whatever the selection, so a subset costs only its own prompts."""
+        text_tokens, _ = self.learner()
+        return self._text_features(text_tokens, classes)
+
+    def whole_sequence_text_features(self) -> torch.Tensor:
+        """:meth:`text_features` computed without the shared prefix and the length groups: every class
+        runs BOS + K tokens + its prompt, padded to the longest. The same features up to float rounding;
+        kept as the baseline that the saving is tested and benchmarked against."""
+        text_tokens, _ = self.learner()
         inserts = dict(zip(self.layer_index, text_tokens))
         x = self.text_tower.run(self.text_lower, self.start, self.text_tower.n_layers, inserts, self._blend,
                                 self.recompute)
         f = self.text_tower.feature(x, self.eot_index, shift=self.arch.n_tokens)
-        return F.normalize(f, dim=-1)
-
-    def text_features(self) -> torch.Tensor:
-        """The learned text features of all classes, [C, d], L2-normalised (grad flows)."""
-        text_tokens, _ = self.learner()
-        return self._text_features(text_tokens)
+        return F.normalize(f.float(), dim=-1)
 
     def _image_features(
         self, images: torch.Tensor, visual_tokens: List[torch.Tensor], with_zero_shot: bool
@@ -95,11 +127,11 @@ class RepresentationCLIP(nn.Module):
         f_zs = None
         if with_zero_shot:
             with torch.no_grad():
-                f_zs = F.normalize(tower.cls_feature(tower.run(x, self.start, tower.n_layers)), dim=-1)
+                f_zs = F.normalize(tower.cls_feature(tower.run(x, self.start, tower.n_layers)).float(), dim=-1)
         inserts = dict(zip(self.layer_index, visual_tokens))
         x = tower.run(x, self.start, tower.n_layers, inserts, self._blend, self.recompute)
-        f_c = F.normalize(tower.cls_feature(x), dim=-1)
-        f_r = F.normalize(tower.token_feature(x, self.arch.n_tokens, self.learner.rep_projection()), dim=-1)
+        f_c = F.normalize(tower.cls_feature(x).float(), dim=-1)
+        f_r = F.normalize(tower.token_feature(x, self.arch.n_tokens, self.learner.rep_projection()).float(), dim=-1)
         return f_c, f_r, f_zs
 
     def image_features(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -109,9 +141,13 @@ class RepresentationCLIP(nn.Module):
         return f_c, f_r
 
     def _logits(self, f_c: torch.Tensor, f_r: torch.Tensor, w: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        w = w.to(f_c.dtype)
-        logits_c = LOGIT_SCALE * f_c @ w.t()
-        logits_r = LOGIT_SCALE * f_r @ w.t()
+        # Features, logits and the loss are fp32 in every precision: they cost [B, C] x d, and near
+        # 100 half-precision numbers are 0.06 (fp16) or 0.5 (bf16) apart, which flips close
+        # predictions. Autocast is off here, or it would run the matmuls in half precision again.
+        with torch.autocast(f_c.device.type, enabled=False):
+            f_c, f_r, w = f_c.float(), f_r.float(), w.float()
+            logits_c = LOGIT_SCALE * f_c @ w.t()
+            logits_r = LOGIT_SCALE * f_r @ w.t()
         return logits_c, logits_r, self.alpha * logits_c + (1.0 - self.alpha) * logits_r
 
     def logits(self, images: torch.Tensor, text_features: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -4,13 +4,16 @@ CLIP's modules are used as they are: each block is driven through its own sub-mo
 (``ln_1``, ``attn`` with a mask argument, ``ln_2``, ``mlp``), nothing is copied, and no
 attribute of CLIP is written. Hidden states are sequence-first, [L, N, D] (LND), as CLIP's.
 """
-from typing import Dict, Mapping, Optional, Tuple
+from dataclasses import dataclass
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 _MASKS: Dict[Tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
+_PREFIX_MASKS: Dict[Tuple[int, int, torch.dtype, torch.device], torch.Tensor] = {}
 
 
 def causal_mask(length: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -23,11 +26,71 @@ def causal_mask(length: int, dtype: torch.dtype, device: torch.device) -> torch.
     return mask
 
 
+def prefix_causal_mask(prefix: int, length: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Additive mask [length, prefix + length]: every query sees the whole prefix, then causal. Cached."""
+    key = (int(prefix), int(length), dtype, torch.device(device))
+    mask = _PREFIX_MASKS.get(key)
+    if mask is None:
+        mask = torch.cat([torch.zeros(length, prefix, device=device), causal_mask(length, torch.float32, device)],
+                         dim=1).to(dtype)
+        _PREFIX_MASKS[key] = mask
+    return mask
+
+
 def run_block(block: nn.Module, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
     """One ``clip.model.ResidualAttentionBlock`` on x [L, N, D] with the given additive mask."""
     h = block.ln_1(x)
     x = x + block.attn(h, h, h, need_weights=False, attn_mask=mask)[0]
     return x + block.mlp(block.ln_2(x))
+
+
+def _heads(attn: nn.MultiheadAttention, h: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """h [L, N, D] -> q, k, v, each [N, heads, L, D / heads], with the block's own in-projection."""
+    length, n, width = h.shape
+    qkv = F.linear(h, attn.in_proj_weight, attn.in_proj_bias)  # [L, N, 3D]
+    qkv = qkv.view(length, n, 3, attn.num_heads, width // attn.num_heads)
+    q, k, v = qkv.permute(2, 1, 3, 0, 4).unbind(0)
+    return q, k, v
+
+
+def _attend(attn: nn.MultiheadAttention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+            mask: torch.Tensor) -> torch.Tensor:
+    """Fused scaled-dot-product attention of q [N, H, Lq, hd] over k, v [N, H, Lk, hd], then the
+    block's out-projection: [Lq, N, D]. The same maths as ``nn.MultiheadAttention`` (scale hd^-0.5)."""
+    o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype))  # [N, H, Lq, hd]
+    n, heads, length, hd = o.shape
+    return F.linear(o.permute(2, 0, 1, 3).reshape(length, n, heads * hd), attn.out_proj.weight, attn.out_proj.bias)
+
+
+def run_shared_prefix_block(block: nn.Module, prefix: torch.Tensor, *groups: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    """One text block on a prefix shared by every class and on the classes' own positions.
+
+    prefix [P, 1, D] holds positions 0..P-1, which under the causal mask attend only to each other,
+    so they are computed once; each group [Lg, Ng, D] holds positions P.. of Ng prompts, whose
+    queries attend to the prefix's keys and values and causally to their own. Returns the new
+    prefix and groups. Equal, up to float rounding, to :func:`run_block` on the concatenation.
+    """
+    attn = block.attn
+    length = prefix.shape[0]
+    q, k_p, v_p = _heads(attn, block.ln_1(prefix))  # [1, H, P, hd]
+    x = prefix + _attend(attn, q, k_p, v_p, causal_mask(length, q.dtype, q.device))
+    outs = [x + block.mlp(block.ln_2(x))]
+    for c in groups:
+        q, k, v = _heads(attn, block.ln_1(c))  # [Ng, H, Lg, hd]
+        n = c.shape[1]
+        k = torch.cat([k_p.expand(n, -1, -1, -1), k], dim=2)
+        v = torch.cat([v_p.expand(n, -1, -1, -1), v], dim=2)
+        x = c + _attend(attn, q, k, v, prefix_causal_mask(length, c.shape[0], q.dtype, q.device))
+        outs.append(x + block.mlp(block.ln_2(x)))
+    return tuple(outs)
+
+
+def splice_mode(index: int, first: Optional[int], beta: Optional[float]) -> str:
+    """How the tokens of block ``index`` enter: inserted at the first insertion block, then
+    replacing the previous outputs (MMRL) or, with ``beta``, blended with them (MMRL++)."""
+    if index == first:
+        return "insert"
+    return "replace" if beta is None else "blend"
 
 
 def splice_tokens(x: torch.Tensor, tokens: torch.Tensor, mode: str, beta: Optional[float] = None) -> torch.Tensor:
@@ -83,11 +146,7 @@ class _Tower:
         first = min(inserts) if inserts else None
         for i in range(start, stop):
             if i in inserts:
-                if i == first:
-                    mode = "insert"
-                else:
-                    mode = "replace" if beta is None else "blend"
-                x = splice_tokens(x, inserts[i], mode, beta)
+                x = splice_tokens(x, inserts[i], splice_mode(i, first, beta), beta)
             mask = causal_mask(x.shape[0], x.dtype, x.device) if self.causal else None
             if recompute and torch.is_grad_enabled() and x.requires_grad:
                 x = checkpoint(run_block, self.blocks[i], x, mask, use_reentrant=False)
@@ -139,6 +198,24 @@ class ImageTower(_Tower):
         return self.cls_feature(self.run(self.embed(images), 0, self.n_layers))
 
 
+@dataclass
+class ClassGroups:
+    """Class prompts prepared for the shared-prefix text tower (:meth:`TextTower.group_classes`).
+
+    Prompts are grouped by length (last token = EOT), so none is padded to a longer one.
+    """
+
+    bos: torch.Tensor  # [1, 1, Dt]: position 0 after the lower blocks, the same for every class
+    groups: List[torch.Tensor]  # per length l: [l - 1, Ng, Dt], positions 1..l-1 of its prompts
+    eots: List[torch.Tensor]  # per group [Ng]: the EOT's index within the group's positions
+    order: torch.Tensor  # [N]: row of each asked class in the concatenated group outputs
+
+    @property
+    def n_tokens(self) -> int:
+        """Text positions the tower runs per block (prefix excluded), summed over classes."""
+        return sum(g.shape[0] * g.shape[1] for g in self.groups)
+
+
 class TextTower(_Tower):
     """CLIP's text encoder, driven block by block, with a causal mask sized to the sequence."""
 
@@ -171,6 +248,62 @@ class TextTower(_Tower):
         """x [L, N, Dt] -> ln_final at position eot_index + shift, @ text_projection, [N, d]."""
         rows = x[eot_index + shift, torch.arange(x.shape[1], device=x.device)]  # [N, Dt]
         return self.clip_model.ln_final(rows).type(self.dtype) @ self.clip_model.text_projection
+
+    @staticmethod
+    def group_classes(lower: torch.Tensor, eot_index: torch.Tensor,
+                      classes: Optional[torch.Tensor] = None) -> ClassGroups:
+        """Group the classes ``classes`` (indices into the C prompts; all by default) by prompt length.
+
+        lower [L, C, Dt]: the hidden states before the block where the shared part starts (in
+        practice the first insertion block J: below it no class-independent token exists besides
+        the start token); eot_index [C].
+        """
+        device = lower.device
+        chosen = torch.arange(lower.shape[1], device=device) if classes is None else classes.to(device).long()
+        if chosen.dim() != 1 or chosen.numel() == 0:
+            raise ValueError("classes must be a non-empty 1-D tensor of class indices")
+        lengths = eot_index[chosen] + 1
+        groups, eots, rows = [], [], []
+        for length in torch.unique(lengths).tolist():
+            members = (lengths == length).nonzero().squeeze(1)  # positions in ``chosen``
+            ids = chosen[members]
+            groups.append(lower[1:length, ids])
+            eots.append(eot_index[ids] - 1)
+            rows.append(members)
+        order = torch.argsort(torch.cat(rows))
+        return ClassGroups(bos=lower[:1, :1], groups=groups, eots=eots, order=order)
+
+    def run_shared_prefix(
+        self,
+        classes: ClassGroups,
+        start: int,
+        inserts: Optional[Mapping[int, torch.Tensor]] = None,
+        beta: Optional[float] = None,
+        recompute: bool = False,
+    ) -> torch.Tensor:
+        """Blocks [start, L) on grouped prompts, the shared prefix computed once: features [N, d].
+
+        Position 0 and the K tokens spliced in after it attend only to each other under the causal
+        mask, and those tokens are the same for every class, so they form one prefix [1 + K, 1, Dt];
+        each class's own positions attend to its keys and values. Same splicing rules as :meth:`run`;
+        equal to it, then :meth:`feature` with shift K, up to float rounding.
+        """
+        if not 0 <= start <= self.n_layers:
+            raise ValueError(f"block {start} is outside 0..{self.n_layers}")
+        inserts = inserts or {}
+        first = min(inserts) if inserts else None
+        prefix, groups = classes.bos, list(classes.groups)
+        for i in range(start, self.n_layers):
+            if i in inserts:
+                prefix = splice_tokens(prefix, inserts[i], splice_mode(i, first, beta), beta)
+            needs_grad = prefix.requires_grad or any(g.requires_grad for g in groups)
+            if recompute and torch.is_grad_enabled() and needs_grad:
+                prefix, *groups = checkpoint(run_shared_prefix_block, self.blocks[i], prefix, *groups,
+                                             use_reentrant=False)
+            else:
+                prefix, *groups = run_shared_prefix_block(self.blocks[i], prefix, *groups)
+        rows = torch.cat([g[e, torch.arange(g.shape[1], device=g.device)] for g, e in zip(groups, classes.eots)])
+        return self.clip_model.ln_final(rows[classes.order]).type(self.dtype) @ self.clip_model.text_projection
 
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
         """Plain CLIP text features (no tokens), [N, d], computed on all 77 positions as CLIP does."""

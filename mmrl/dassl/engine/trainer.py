@@ -1,7 +1,7 @@
 """Trainer lifecycle with Dassl's hooks, log lines and checkpoint layout.
 
-Beyond Dassl: the engine owns the precision policy (amp autocast and
-GradScaler), writes a checkpoint after every epoch so an interrupted run can
+Beyond Dassl: the engine owns the precision policy (fp32, fp16, amp with a
+GradScaler whose state is checkpointed, bf16), writes a checkpoint after every epoch so an interrupted run can
 resume (keeping Dassl's final folder layout), restores RNG states on resume,
 and shows tqdm progress bars on stderr.
 """
@@ -169,6 +169,11 @@ class TrainerBase:
             if best_result is not None and math.isfinite(best_result):
                 state["best_result"] = float(best_result)
             state.update(self.checkpoint_record())
+            scaler = getattr(self, "scaler", None)
+            if scaler is not None:
+                # amp's loss scale and growth tracker: a resumed run scales as the
+                # uninterrupted one would.
+                state["scaler"] = scaler.state_dict()
             state.update(self.checkpoint_extra(name))
             save_checkpoint(
                 state,
@@ -202,6 +207,10 @@ class TrainerBase:
             )
             if checkpoint.get("best_result") is not None and hasattr(self, "best_result"):
                 self.best_result = checkpoint["best_result"]
+            scaler = getattr(self, "scaler", None)
+            if scaler is not None and checkpoint.get("scaler"):
+                scaler.load_state_dict(checkpoint["scaler"])
+                print("Loaded GradScaler state")
         return start_epoch
 
     def load_model(self, directory: str, epoch: Optional[int] = None) -> None:
@@ -358,19 +367,54 @@ class TrainerBase:
         self.model_update(names)
 
 
+# PREC values: "fp32"; "fp16" (CLIP's weights in half precision, no autocast, no loss scaling, as
+# the lineage); "amp" (float16 autocast with a GradScaler); "bf16" (bfloat16 autocast: bfloat16
+# has fp32's exponent range, so nothing overflows and no loss scaling is needed). Trainable
+# tensors stay fp32 in every mode; only the frozen backbone and its activations change.
+PRECISIONS = ("fp16", "fp32", "amp", "bf16")
+AUTOCAST_DTYPES = {"amp": torch.float16, "bf16": torch.bfloat16}
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU has bfloat16 instructions (AVX-512-BF16 or AMX), which make bf16 pay."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def resolve_precision(cfg: Any, device: torch.device) -> str:
-    """``cfg.TRAINER[<NAME>].PREC``, "fp32" when the trainer has no such key; fp16/amp fall
-    back to fp32 on CPU."""
+    """``cfg.TRAINER[<NAME>].PREC``, "fp32" when the trainer has no such key. On CPU, fp16 and
+    amp become fp32 unless the node's ``PREC_ON_CPU`` is true (then they run as on CUDA); bf16
+    runs on CPU as asked. Prints one line saying which precision runs and why."""
     name = cfg.TRAINER.NAME
     node = cfg.TRAINER.get(name) if name else None
-    precision = node.get("PREC", "fp32") if hasattr(node, "get") else "fp32"
-    if precision not in ("fp16", "fp32", "amp"):
+    if not hasattr(node, "get"):
+        node = None
+    precision = node.get("PREC", "fp32") if node is not None else "fp32"
+    if precision not in PRECISIONS:
         raise ValueError(
-            f'TRAINER.{name}.PREC must be "fp16", "fp32" or "amp", got {precision!r}'
+            f'TRAINER.{name}.PREC must be "fp16", "fp32", "amp" or "bf16", got {precision!r}'
         )
+    on_cpu = node.get("PREC_ON_CPU", False) if node is not None else False
     if device.type == "cpu" and precision in ("fp16", "amp"):
-        print(f"Precision {precision} is not supported on CPU; using fp32")
-        precision = "fp32"
+        if not on_cpu:
+            print(
+                f"Precision {precision} is not supported on CPU; using fp32 "
+                f"(TRAINER.{name}.PREC_ON_CPU True runs {precision} on CPU)"
+            )
+            return "fp32"
+        print(f"Precision {precision} on CPU, as TRAINER.{name}.PREC_ON_CPU asks")
+    elif device.type == "cpu" and precision == "bf16":
+        native = cpu_has_native_bf16()
+        print(
+            f"Precision bf16 on CPU (bfloat16 autocast, no loss scaling); this CPU "
+            + ("has bfloat16 instructions" if native else "lacks bfloat16 instructions: expect it slower than fp32")
+        )
+    elif precision != "fp32":
+        print(f"Precision {precision} on {device.type}")
     return precision
 
 
@@ -386,10 +430,9 @@ class SimpleTrainer(TrainerBase):
         else:
             self.device = torch.device("cpu")
         self.precision = resolve_precision(cfg, self.device)
-        if self.precision == "amp" and self.device.type == "cuda":
-            self.scaler: Optional[torch.amp.GradScaler] = torch.amp.GradScaler("cuda")
-        else:
-            self.scaler = None
+        self.scaler: Optional[torch.amp.GradScaler] = None
+        if self.precision == "amp":
+            self.scaler = torch.amp.GradScaler(self.device.type)
 
         self.start_epoch = self.epoch = 0
         self.max_epoch = cfg.OPTIM.MAX_EPOCH
@@ -501,10 +544,11 @@ class SimpleTrainer(TrainerBase):
                 print(f"Removed {path}, left by a save that was interrupted")
 
     def autocast(self) -> ContextManager[Any]:
-        """float16 autocast for amp on CUDA; a no-op otherwise."""
-        if self.precision == "amp" and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
+        """float16 autocast for amp, bfloat16 for bf16, on the trainer's device; a no-op otherwise."""
+        dtype = AUTOCAST_DTYPES.get(self.precision)
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
 
     def model_backward_and_update(self, loss: torch.Tensor, names: Names = None) -> None:
         if self.scaler is None:
