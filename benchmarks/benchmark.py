@@ -64,6 +64,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     device = torch.device(args.device)
+    recompute = args.recompute == "on" or (args.recompute == "auto" and device.type == "cpu")
+    if args.compile and recompute:
+        # Compiled blocks recomputed by torch.utils.checkpoint fail its metadata check (the
+        # recomputation meets another compiled graph).
+        p.error("--compile needs --recompute off")
     if args.compile:
         # The loops look the block functions up at call time, so this swaps them for compiled ones.
         towers.run_block = torch.compile(towers.run_block, dynamic=False)
@@ -90,7 +95,6 @@ def main(argv=None) -> int:
     words = ["red", "spotted", "mountain", "grey", "long", "tailed", "house", "river", "jet", "night"]
     prompts = [f"a photo of a {' '.join(words[(i + j) % len(words)] for j in range(1 + i % 6))}."
                for i in range(args.classes)]
-    recompute = args.recompute == "on" or (args.recompute == "auto" and device.type == "cpu")
     kwargs = {"alpha": 0.7, "recompute": recompute}
     if args.trainer == "MMRLpp":
         kwargs["beta"] = 0.9
