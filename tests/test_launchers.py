@@ -179,6 +179,32 @@ def test_skip_rerun_force_under_every_launcher(launcher, tmp_path):
     assert not glob.glob(os.path.join(unfinished, "log.txt.unfinished-*"))
 
 
+@pytest.mark.slurm
+def test_queued_jobs_are_not_submitted_again(tmp_path):
+    fake = fake_python(tmp_path / "python", others=f'exec {sys.executable} "$@"')
+    output = str(tmp_path / "output")
+    # Extra sbatch options reach the jobs: these wait an hour before they may start.
+    env = sweep_env(str(tmp_path / "data"), output, "slurm", PYTHON=fake, SEEDS="1", WAIT="0",
+                    JOB_SBATCH_ARGS="--begin=now+3600 --comment=mmrl-test")
+    proc = sweep(env, "MMRL")
+    assert summary(proc.stdout).endswith("0 failed, 2 queued in SLURM")
+    assert "| demo" not in proc.stdout  # no table before the jobs have run
+    ids = []
+    for job_dir in job_dirs(output)[:2]:
+        with open(os.path.join(job_dir, "slurm", "job_id")) as f:
+            ids.append(f.read().strip())
+    try:
+        assert all(scontrol_job(i)["Comment"] == "mmrl-test" for i in ids)
+        proc = sweep(env, "MMRL")
+        for tag, job_id in zip(("base2new_train", "base2new_test"), ids):
+            assert f"[MMRL demo seed1 {tag}] already queued or running as SLURM job {job_id} (not submitted again)" \
+                in proc.stdout
+        assert "[slurm] submitted" not in proc.stdout
+        assert summary(proc.stdout).endswith("0 failed, 2 queued in SLURM")
+    finally:
+        subprocess.run(["scancel", *ids], check=True)
+
+
 @pytest.mark.parametrize("launcher", ["local", "pool", pytest.param("slurm", marks=pytest.mark.slurm)])
 def test_failed_job_reported_with_its_log(launcher, data, tmp_path):
     output = str(tmp_path / "output")
