@@ -21,7 +21,8 @@
 #            split on whitespace, so write tuples without spaces, e.g. "INPUT.SIZE (32,32)"
 #   FORCE=1  rerun jobs whose results exist (their seed folder is removed first)
 #   SHOTS    shots of the few-shot protocol (default: "1 2 4 8 16")
-#   SEEDS    seeds run when no SEED argument is given (default: 1 2 3), e.g. SEEDS="1 2"
+#   SEEDS    seeds run when no SEED argument is given, e.g. SEEDS="1 2" (default: the trainer's
+#            DEFAULT_SEEDS)
 #   LAUNCHER where the jobs run (mmrl/launch.py; the sweeps also take each as a flag, e.g.
 #            --launcher pool --gpus 0,1,2,3, see sweep_args):
 #            local  (default) one after another in this shell, as the lineage's scripts;
