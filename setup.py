@@ -27,5 +27,9 @@ setup(
         "Pillow",
         "PyYAML",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={
+        "test": ["pytest"],
+        # LAUNCHER=slurm of the protocol sweeps.
+        "slurm": ["submitit"],
+    },
 )

@@ -21,6 +21,22 @@
 #            split on whitespace, so write tuples without spaces, e.g. "INPUT.SIZE (32,32)"
 #   FORCE=1  rerun jobs whose results exist (their seed folder is removed first)
 #   SHOTS    shots of the few-shot protocol (default: "1 2 4 8 16")
+#   SEEDS    seeds run when no SEED argument is given, e.g. SEEDS="1 2" (default: the trainer's
+#            DEFAULT_SEEDS)
+#   LAUNCHER where the jobs run (mmrl/launch.py; the sweeps also take each as a flag, e.g.
+#            --launcher pool --gpus 0,1,2,3, see sweep_args):
+#            local  (default) one after another in this shell, as the lineage's scripts;
+#            pool   several at a time here: GPUS=0,1,2,3 (a GPU per job) or SLOTS=N (CPU jobs,
+#                   torch's threads split between them);
+#            slurm  each job submitted through submitit, test jobs after their train job
+#                   (afterok), so a whole table is queued at once: JOB_PARTITION, JOB_GPUS and
+#                   JOB_CPUS (per job), JOB_MEM (e.g. 32G), JOB_TIME (minutes or [D-]HH:MM:SS,
+#                   default 240), JOB_ACCOUNT, JOB_QOS, JOB_SBATCH_ARGS (extra sbatch options),
+#                   JOB_MAX_REQUEUES (after a time limit, default 3); WAIT=1 waits for the jobs
+#                   and prints the table, otherwise rerun the command once they have finished.
+#            Under pool and slurm each job's stdout and stderr go to its folder (job.log, or
+#            slurm/<jobid>_0_log.out); finished jobs are skipped and unfinished ones rerun
+#            (resuming from their last saved epoch) exactly as under local.
 #
 # The scripts pass train.py the protocol (TASK, shots, base/new classes) and nothing of a
 # method: its values are in its config files and per-dataset table, so a direct train.py call
@@ -34,6 +50,8 @@
 : "${PYTHON:=python}"
 : "${OUTPUT:=output}"
 : "${FORCE:=0}"
+: "${LAUNCHER:=local}"
+COMMON_DIR=$(dirname "${BASH_SOURCE[0]}")
 read -r -a EXTRA_OPTS <<< "${OPTS:-}"
 
 B2N_SHOTS=16
@@ -67,14 +85,20 @@ require_repo_root() {
         die "run the scripts from the repository root (the folder holding train.py), not from $(pwd)"
 }
 
-# SEEDS from an optional argument.
+# SEEDS from an optional argument; without one, the seeds listed in $SEEDS (e.g. "1 2"), or
+# the trainer's default seeds.
 set_seeds() {
-    if [[ -z ${1:-} ]]; then
-        SEEDS=("${DEFAULT_SEEDS[@]}")
-    elif [[ $1 =~ ^[0-9]+$ ]]; then
+    local seed
+    if [[ -n ${1:-} ]]; then
+        [[ $1 =~ ^[0-9]+$ ]] || die "SEED must be a non-negative integer, got '$1'"
         SEEDS=("$1")
+    elif [[ -n ${SEEDS:-} ]]; then
+        read -r -a SEEDS <<< "$SEEDS"
+        for seed in "${SEEDS[@]}"; do
+            [[ $seed =~ ^[0-9]+$ ]] || die "SEEDS must list non-negative integers, got '$seed'"
+        done
     else
-        die "SEED must be a non-negative integer, got '$1'"
+        SEEDS=("${DEFAULT_SEEDS[@]}")
     fi
 }
 
@@ -173,13 +197,33 @@ job_accuracy() {
     fi
 }
 
+# One line per job outcome for the sweep's summary (when the script runs inside a sweep).
+record_status() {
+    if [[ -n ${SWEEP_STATUS:-} ]]; then printf '%s\t%s\t%s\t%s\n' "$@" >> "$SWEEP_STATUS"; fi
+}
+
+# The id of the SLURM job that is still queued or running for the job folder DIR (empty when
+# none; a job never counts itself).
+slurm_queued() {
+    if [[ -f $1/slurm/job_id ]]; then "$PYTHON" -m mmrl.launch in-flight "$1"; fi
+}
+
 # run_job TAG DIR MODE SEED DATASET CFG MODEL_DIR OPT...
 #   MODE train: train, then test (train.py's normal run); MODE eval: --eval-only, loading
 #   MODEL_DIR when not empty. Skips finished jobs, reruns unfinished ones, prints one summary line.
+#   Inside a pool or SLURM sweep the job is added to the sweep's plan instead of run here (the
+#   launcher runs it through scripts/job.sh, which comes back here).
 run_job() {
     local tag=$1 dir=$2 mode=$3 seed=$4 dataset=$5 cfg=$6 model_dir=$7
     shift 7
-    local acc start rc
+    local acc start rc queued
+    # A folder whose SLURM job is still queued or running is left to that job.
+    queued=$(slurm_queued "$dir")
+    if [[ -n $queued ]]; then
+        echo "[$tag] already queued or running as SLURM job $queued (not submitted again) -> $dir"
+        record_status queued "$tag" "$dir" "SLURM job $queued"
+        return 0
+    fi
     if [[ -d $dir ]]; then
         acc=$(job_accuracy "$dir" "$mode")
         if [[ $FORCE == 1 ]]; then
@@ -188,6 +232,7 @@ run_job() {
         elif [[ -n $acc ]]; then
             echo "Oops! The results exist at ${dir} (so skip this job)"
             echo "[$tag] accuracy ${acc}% (existing results) -> $dir"
+            record_status skipped "$tag" "$dir" "accuracy ${acc}%"
             return 0
         elif [[ -f $dir/log.txt ]]; then
             # Kept aside rather than deleted; a checkpoint left by the run lets the engine resume.
@@ -196,6 +241,18 @@ run_job() {
             echo "Unfinished run at $dir (its log.txt has no final '=> result'): running it again (old log kept as $kept)"
             mv -- "$dir/log.txt" "$kept"
         fi
+    fi
+
+    if [[ -n ${SWEEP_PLAN:-} ]]; then
+        # TAG DIR MODE NEEDS COMMAND: NEEDS is the folder of the job this one waits for.
+        {
+            printf '%q ' "$tag" "$dir" "$mode" "$model_dir" bash "$COMMON_DIR/job.sh" "$TRAINER" "$DATA_ROOT" \
+                "$tag" "$dir" "$mode" "$seed" "$dataset" "$cfg" "$model_dir" "$@" "${EXTRA_OPTS[@]}"
+            echo
+        } >> "$SWEEP_PLAN"
+        echo "$dir" >> "$SWEEP_DIR/planned"
+        echo "[$tag] planned ($LAUNCHER) -> $dir"
+        return 0
     fi
 
     local cmd=("$PYTHON" train.py --root "$DATA_ROOT" --seed "$seed" --trainer "$TRAINER"
@@ -211,21 +268,44 @@ run_job() {
     "${cmd[@]}" || rc=$?
     if [[ $rc -ne 0 ]]; then
         echo "[$tag] FAILED (exit $rc, $((SECONDS - start))s) -> $dir" >&2
+        if [[ -f $dir/log.txt ]]; then
+            record_status failed "$tag" "$dir" "$dir/log.txt (exit $rc)"
+        else
+            record_status failed "$tag" "$dir" "exit $rc before train.py wrote $dir/log.txt: its error is in the output above"
+        fi
         exit "$rc"
     fi
     acc=$(job_accuracy "$dir" "$mode")
-    [[ -n $acc ]] || die "[$tag] train.py exited normally but $dir/log.txt has no final '=> result' accuracy"
+    if [[ -z $acc ]]; then
+        record_status failed "$tag" "$dir" "$dir/log.txt (exit 0, no final result)"
+        die "[$tag] train.py exited normally but $dir/log.txt has no final '=> result' accuracy"
+    fi
     echo "[$tag] accuracy ${acc}% ($((SECONDS - start))s) -> $dir"
+    record_status done "$tag" "$dir" "accuracy ${acc}%"
 }
 
-# The lineage's per-folder summary of the seeds of a run.
+# The lineage's per-folder summary of the seeds of a run; inside a pool or SLURM sweep, once
+# the sweep's jobs have run.
 summarize() {
+    if [[ -n ${SWEEP_PLAN:-} ]]; then
+        echo "$1" >> "$SWEEP_DIR/folders"
+    else
+        summarize_now "$1"
+    fi
+}
+
+summarize_now() {
     "$PYTHON" parse_test_res.py "$1/"
 }
 
 # A test job needs the trained model of the same seed.
 require_trained() {
     local dir=$1 hint=$2
+    # In a pool or SLURM sweep the model may come from a job of the same sweep, or from a
+    # SLURM job still queued: the test job waits for it.
+    if [[ -n ${SWEEP_PLAN:-} ]] && { grep -qxF -- "$dir" "$SWEEP_DIR/planned" || [[ -n $(slurm_queued "$dir") ]]; }; then
+        return 0
+    fi
     [[ -d $dir ]] || die "no trained model at $dir: run '$hint' first"
     [[ -n $(job_accuracy "$dir" train) ]] ||
         die "the training run at $dir did not finish (no final '=> result' in its log.txt): run '$hint' again, with FORCE=1"
@@ -261,17 +341,20 @@ dataset_protocol_setup() {
 base2new_train() {
     dataset_protocol_setup b2n "$@"
     local dataset=$DATASET cfg=$CFG seed dir
+    protocol_begin
     for seed in "${SEEDS[@]}"; do
         dir=$OUTPUT/base2new/train_base/$dataset/shots_$B2N_SHOTS/$TRAINER/$cfg/seed$seed
         run_job "$TRAINER $dataset seed$seed base2new_train" "$dir" "$(train_mode)" "$seed" "$dataset" "$cfg" "" \
             DATASET.NUM_SHOTS "$B2N_SHOTS" DATASET.SUBSAMPLE_CLASSES base TASK B2N
     done
     summarize "$(dirname "$dir")"
+    protocol_end
 }
 
 base2new_test() {
     dataset_protocol_setup b2n "$@"
     local dataset=$DATASET cfg=$CFG seed dir tail model_dir
+    protocol_begin
     for seed in "${SEEDS[@]}"; do
         tail=$dataset/shots_$B2N_SHOTS/$TRAINER/$cfg/seed$seed
         dir=$OUTPUT/base2new/test_new/$tail
@@ -284,11 +367,13 @@ base2new_test() {
             DATASET.NUM_SHOTS "$B2N_SHOTS" DATASET.SUBSAMPLE_CLASSES new TASK B2N
     done
     summarize "$(dirname "$dir")"
+    protocol_end
 }
 
 few_shot() {
     dataset_protocol_setup fs "$@"
     local dataset=$DATASET cfg=$CFG seed dir shots
+    protocol_begin
     for shots in ${SHOTS:-1 2 4 8 16}; do
         [[ $shots =~ ^[1-9][0-9]*$ ]] || die "SHOTS must list positive integers, got '$shots'"
         for seed in "${SEEDS[@]}"; do
@@ -298,6 +383,7 @@ few_shot() {
         done
         summarize "$(dirname "$dir")"
     done
+    protocol_end
 }
 
 # The source of cross-dataset runs: ImageNet, or the demo for the demo (its own source and target).
@@ -322,12 +408,14 @@ cross_datasets_train() {
     cfg=$(cfg_for cd "$source")
     check_trainer_config "$cfg"
     folder=$(cd_folder "$cfg")
+    protocol_begin
     for seed in "${SEEDS[@]}"; do
         dir=$OUTPUT/base2new/train_base/$source/shots_$B2N_SHOTS/$TRAINER/$folder/seed$seed
         run_job "$TRAINER $source seed$seed cross_datasets_train" "$dir" "$(train_mode)" "$seed" "$source" "$cfg" "" \
             DATASET.NUM_SHOTS "$B2N_SHOTS" TASK CD
     done
     summarize "$(dirname "$dir")"
+    protocol_end
 }
 
 # Arguments [DATASET] [SEED]; no DATASET: the 10 cross-dataset targets and the 4 ImageNet variants.
@@ -345,6 +433,7 @@ cross_datasets_test() {
     done
     # shellcheck disable=SC2086  # the target list is split on purpose
     set_data_root $targets
+    protocol_begin
     for dataset in $targets; do
         source=$(cd_source_of "$dataset")
         cfg=$(cfg_for cd "$dataset")
@@ -362,6 +451,7 @@ cross_datasets_test() {
         done
         summarize "$(dirname "$dir")"
     done
+    protocol_end
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -408,12 +498,22 @@ trainer_scripts() {
 # Splits the datasets given into HAVE_DATA and NO_DATA (data missing under $DATA), asking the
 # dataset classes themselves where their files live.
 sort_by_data() {
-    local dataset configs=() present
+    local dataset configs=() present only_demo=1
     HAVE_DATA=()
     NO_DATA=()
     for dataset in "$@"; do
         configs+=("configs/datasets/$dataset.yaml")
+        [[ $dataset == demo ]] || only_demo=0
     done
+    # The demo is generated under DATA on first use (so it is always there); any other dataset
+    # needs DATA to exist.
+    if [[ $only_demo == 1 ]]; then
+        HAVE_DATA=("$@")
+        return 0
+    fi
+    if [[ -n ${DATA:-} && ! -d $DATA ]]; then
+        die "DATA=$DATA is not a folder: set DATA to the folder that holds your datasets (nothing was run)"
+    fi
     present=$("$PYTHON" -m mmrl.data.check --root "${DATA:-./data}" --present-configs "${configs[@]}") ||
         die "could not check which datasets are under DATA=${DATA:-}"
     for dataset in "$@"; do
@@ -432,19 +532,145 @@ sort_by_data() {
 # Runs "bash SCRIPT ARGS..."; a failure is recorded (and returned) instead of ending the sweep.
 sweep_step() {
     if ! bash "$@"; then
-        FAILED+=("$*")
+        FAILED+=("bash $*")
         return 1
     fi
 }
 
-sweep_report() {
+# The protocol's table: parse_test_res.py ARGS, once every job of the sweep has ended (under
+# SLURM without WAIT=1, a rerun of the sweep prints it).
+sweep_table() {
+    sweep_complete || return 0
     echo
+    "$PYTHON" parse_test_res.py "$@" --trainer "$TRAINER" "$OUTPUT" || FAILED+=("$PYTHON parse_test_res.py $* $OUTPUT")
+}
+
+# ---------------------------------------------------------------------------------------------
+# Launchers (see LAUNCHER at the top). A sweep plans its jobs through the protocol scripts it
+# runs (run_job), mmrl/launch.py runs the plan, and the summary is read from the status file
+# every job's outcome goes to, whichever launcher ran it.
+
+# The flags of the sweeps, each the same as an environment variable.
+declare -A LAUNCH_FLAGS=([launcher]=LAUNCHER [gpus]=GPUS [slots]=SLOTS [partition]=JOB_PARTITION
+    [gpus-per-job]=JOB_GPUS [cpus-per-job]=JOB_CPUS [mem]=JOB_MEM [time]=JOB_TIME
+    [account]=JOB_ACCOUNT [qos]=JOB_QOS [sbatch-args]=JOB_SBATCH_ARGS
+    [max-requeues]=JOB_MAX_REQUEUES [wait]=WAIT)
+
+# Moves the launcher flags (--name VALUE or --name=VALUE) out of the arguments into their
+# environment variables; ARGS holds the other arguments.
+sweep_args() {
+    local name value
+    ARGS=()
+    while [[ $# -gt 0 ]]; do
+        if [[ $1 != --* ]]; then
+            ARGS+=("$1")
+            shift
+            continue
+        fi
+        name=${1#--}
+        if [[ $name == *=* ]]; then
+            value=${name#*=}
+            name=${name%%=*}
+            shift
+        else
+            [[ $# -ge 2 ]] || die "$1 needs a value"
+            value=$2
+            shift 2
+        fi
+        [[ -n ${LAUNCH_FLAGS[$name]:-} ]] ||
+            die "unknown option --$name: the options are $(printf -- '--%s ' "${!LAUNCH_FLAGS[@]}" | tr ' ' '\n' | sort | xargs)"
+        export "${LAUNCH_FLAGS[$name]}=$value"
+    done
+}
+
+# Starts a sweep: checks the launcher, creates the status file and (pool, slurm) the plan, both
+# passed on to the protocol scripts the sweep runs.
+sweep_begin() {
+    if [[ $LAUNCHER != local ]]; then
+        "$PYTHON" -m mmrl.launch check || exit 1
+    fi
+    SWEEP_DIR=$(mktemp -d "${TMPDIR:-/tmp}/mmrl-sweep.XXXXXX")
+    trap 'rm -rf -- "$SWEEP_DIR"' EXIT
+    SWEEP_STATUS=$SWEEP_DIR/status
+    : > "$SWEEP_STATUS"
+    : > "$SWEEP_DIR/planned"
+    : > "$SWEEP_DIR/folders"
+    if [[ $LAUNCHER != local ]]; then
+        SWEEP_PLAN=$SWEEP_DIR/plan
+        : > "$SWEEP_PLAN"
+        export SWEEP_PLAN
+    fi
+    export SWEEP_DIR SWEEP_STATUS LAUNCHER
+    FAILED=()
+    if [[ -z ${NO_DATA+x} ]]; then NO_DATA=(); fi
+}
+
+# Whether every job of the sweep has ended (none is left queued in SLURM).
+sweep_complete() {
+    ! cut -f1 "$SWEEP_STATUS" | grep -qxE 'submitted|queued'
+}
+
+# Runs the plan (pool, slurm), then, once every job has ended, the per-folder summaries of the
+# seeds. A failed job is in the status file; a launcher that could not run is recorded here.
+sweep_launch() {
+    [[ -n ${SWEEP_PLAN:-} ]] || return 0
+    local rc=0 folder
+    "$PYTHON" -m mmrl.launch run --plan "$SWEEP_PLAN" --status "$SWEEP_STATUS" || rc=$?
+    if [[ $rc -gt 1 ]]; then
+        FAILED+=("the $LAUNCHER launcher (exit $rc, see its message above)")
+    elif [[ $rc == 0 ]] && sweep_complete; then
+        awk '!seen[$0]++' "$SWEEP_DIR/folders" | while read -r folder; do
+            summarize_now "$folder" || true
+        done
+    fi
+    return 0
+}
+
+# The summary of a sweep: how many jobs were done, skipped, failed (each with its log) or are
+# still queued; non-zero when anything failed.
+sweep_report() {
+    local status tag dir detail done=0 skipped=0 failed=() queued=0
+    while IFS=$'\t' read -r status tag dir detail; do
+        case $status in
+            done) done=$((done + 1)) ;;
+            skipped) skipped=$((skipped + 1)) ;;
+            failed) failed+=("$tag: $detail") ;;
+            submitted | queued) queued=$((queued + 1)) ;;
+        esac
+    done < "$SWEEP_STATUS"
+    echo
+    echo "Sweep summary ($LAUNCHER): $done done, $skipped skipped (existing results), ${#failed[@]} failed$(
+        [[ $queued == 0 ]] || echo ", $queued queued in SLURM")"
     if [[ ${#NO_DATA[@]} -gt 0 ]]; then
         echo "Skipped (no data folder under DATA=${DATA:-}): ${NO_DATA[*]}"
     fi
-    if [[ ${#FAILED[@]} -gt 0 ]]; then
-        echo "Failed jobs:"
-        printf '  bash %s\n' "${FAILED[@]}"
-        return 1
+    if [[ ${#failed[@]} -gt 0 ]]; then
+        echo "Failed jobs (with their logs):"
+        printf '  %s\n' "${failed[@]}"
     fi
+    if [[ ${#FAILED[@]} -gt 0 ]]; then
+        echo "Failed steps:"
+        printf '  %s\n' "${FAILED[@]}"
+    fi
+    if [[ $queued -gt 0 ]]; then
+        echo "The table comes once the SLURM jobs have finished (squeue shows them): rerun the same command" \
+            "then (finished jobs are skipped, queued ones left alone), or run with WAIT=1 to wait for them."
+    fi
+    [[ ${#failed[@]} -eq 0 && ${#FAILED[@]} -eq 0 ]]
+}
+
+# A protocol script run on its own under LAUNCHER=pool or slurm is a sweep of its own jobs:
+# protocol_begin before its first job, protocol_end after its last.
+protocol_begin() {
+    OWN_SWEEP=0
+    if [[ $LAUNCHER != local && -z ${SWEEP_PLAN:-} ]]; then
+        sweep_begin
+        OWN_SWEEP=1
+    fi
+}
+
+protocol_end() {
+    [[ $OWN_SWEEP == 1 ]] || return 0
+    sweep_launch
+    sweep_report
 }

@@ -8,19 +8,23 @@
 #   them are when ImageNet is.
 # Results: $OUTPUT/base2new/train_base/imagenet/shots_16/<trainer>/vit_b16_cross_datasets/seed<S>/
 #          $OUTPUT/base2new/test_new/<target>/shots_16/<trainer>/vit_b16_cross_datasets/seed<S>/
-# Environment (DATA, OUTPUT, PYTHON, OPTS, FORCE): see scripts/common.sh.
+# Launchers: LAUNCHER=local (default, one job after another), pool (GPUS=0,1,.. or SLOTS=N) or
+#   slurm (JOB_* settings, WAIT=1), or the same as flags, e.g. --launcher pool --gpus 0,1,2,3.
+# Environment (DATA, OUTPUT, PYTHON, OPTS, FORCE, LAUNCHER): see scripts/common.sh.
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-[[ $# -ge 1 && $# -le 2 ]] || die "usage: bash $0 $(known_trainers) [SEED]"
+sweep_args "$@"
+set -- "${ARGS[@]}"
+[[ $# -ge 1 && $# -le 2 ]] || die "usage: bash $0 $(known_trainers) [SEED] [--launcher local|pool|slurm] [launcher options]"
 require_repo_root
 TRAINER=$1
 SEED_ARG=(${2:+"$2"})
 DIR=$(trainer_scripts "$TRAINER")
+sweep_begin
 # shellcheck disable=SC2086  # the dataset list is split on purpose
 sort_by_data ${DATASETS:-$XD_TARGETS $DG_TARGETS}
 TARGETS=("${HAVE_DATA[@]}")
-FAILED=()
 TRAINED=()
 UNTRAINED=()
 DG=0
@@ -47,10 +51,9 @@ for dataset in "${TARGETS[@]}"; do
     fi
     if [[ " $DG_TARGETS " == *" $dataset "* ]]; then DG=1; fi
 done
-echo
-"$PYTHON" parse_test_res.py --table xd --trainer "$TRAINER" "$OUTPUT"
+sweep_launch
+sweep_table --table xd
 if [[ $DG == 1 ]]; then
-    echo
-    "$PYTHON" parse_test_res.py --table dg --trainer "$TRAINER" "$OUTPUT"
+    sweep_table --table dg
 fi
 sweep_report

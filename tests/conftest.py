@@ -5,8 +5,15 @@
 - ``mini_clip_file``: that CLIP's plain state dict written to a temporary file (a Path).
 - Every session gets its own ``MMRL_CACHE`` directory, so backbone "mini-random" never writes
   to the user's home.
+- Tests marked ``slurm`` run only where a SLURM answers (``sinfo``) and submitit is installed;
+  elsewhere they are skipped with the reason, except under CI (``CI`` set), where that is an
+  error: CI starts its own one-node SLURM (scripts/ci/start_slurm.sh).
 """
+import functools
 import os
+import shutil
+import subprocess
+from typing import Optional
 
 import pytest
 import torch
@@ -47,3 +54,34 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@functools.lru_cache(maxsize=None)
+def slurm_unusable() -> Optional[str]:
+    """Why the tests cannot submit SLURM jobs here (None when they can)."""
+    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
+        return "no SLURM commands (sbatch, sinfo) on the PATH"
+    proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+        return f"sinfo cannot reach a SLURM controller ({last})"
+    states = {state.rstrip("*~#") for state in proc.stdout.split()}
+    if not states & {"idle", "mixed", "allocated", "completing"}:
+        return f"no SLURM node is up (sinfo: {' '.join(sorted(states)) or 'no nodes'})"
+    try:
+        import submitit  # noqa: F401
+    except ImportError:
+        return "submitit is not installed (pip install -e '.[slurm]')"
+    return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("slurm") is None:
+        return
+    reason = slurm_unusable()
+    if reason is None:
+        return
+    hint = "start a one-node SLURM with `sudo bash scripts/ci/start_slurm.sh` and export the SLURM_CONF it prints"
+    if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
+        pytest.fail(f"CI is set but SLURM is not usable: {reason}; {hint}", pytrace=False)
+    pytest.skip(f"no SLURM reachable: {reason} ({hint})")

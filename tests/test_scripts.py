@@ -176,22 +176,28 @@ def test_bad_arguments(env, args, message):
 # FORCE=1, with a stand-in interpreter: the job logic of the scripts, without a real run.
 
 FAKE_PYTHON = """#!/usr/bin/env bash
-# Stands in for python: "train.py ... --output-dir DIR ..." writes a finished eval log to DIR;
-# anything else (the per-folder summary) is ignored.
-[[ $1 == train.py ]] || exit 0
+# Stands in for python: "train.py ... --output-dir DIR ..." writes a finished log to DIR;
+# anything else (the per-folder summary, ...) runs: {others}
+[[ $1 == train.py ]] || {others}
 while [[ $# -gt 0 ]]; do
     if [[ $1 == --output-dir ]]; then dir=$2; fi
     shift
 done
 mkdir -p "$dir"
-printf '=> result\\n* total: 10\\n* correct: 1\\n* accuracy: 12.3%%\\n' > "$dir/log.txt"
+printf 'Finish training\\n=> result\\n* total: 10\\n* correct: 1\\n* accuracy: 12.3%%\\n' > "$dir/log.txt"
 """
 
 
+def fake_python(path, others: str = "exit 0") -> str:
+    """A stand-in interpreter at ``path`` (see FAKE_PYTHON); ``others`` is the shell command run
+    for anything but train.py. Returns the path."""
+    path.write_text(FAKE_PYTHON.format(others=others))
+    path.chmod(0o755)
+    return str(path)
+
+
 def test_force_removes_the_old_folder_and_reruns(tmp_path):
-    fake = tmp_path / "fake_python"
-    fake.write_text(FAKE_PYTHON)
-    fake.chmod(0o755)
+    fake = fake_python(tmp_path / "fake_python")
     output = tmp_path / "output"
     test_dir = output / "base2new" / "test_new" / TAIL.format(trainer="MMRL")
     train_dir = output / "base2new" / "train_base" / TAIL.format(trainer="MMRL")
@@ -200,7 +206,7 @@ def test_force_removes_the_old_folder_and_reruns(tmp_path):
     test_dir.mkdir(parents=True)
     (test_dir / "log.txt").write_text("=> result\n* accuracy: 40.0%\n")
     (test_dir / "stale_file").write_text("")
-    env = dict(os.environ, DATA=str(tmp_path / "data"), OUTPUT=str(output), PYTHON=str(fake), OPTS="")
+    env = dict(os.environ, DATA=str(tmp_path / "data"), OUTPUT=str(output), PYTHON=fake, OPTS="")
 
     proc = run_script("scripts/mmrl/base2new_test.sh", "demo", "1", env=dict(env, FORCE="0"))
     assert f"Oops! The results exist at {test_dir} (so skip this job)" in proc.stdout

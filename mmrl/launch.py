@@ -1,0 +1,606 @@
+"""Launchers of the protocol sweeps: where the jobs that ``scripts/common.sh`` plans run.
+
+    python -m mmrl.launch check --launcher pool|slurm [options]
+    python -m mmrl.launch run   --launcher pool|slurm --plan FILE --status FILE [options]
+
+The protocol scripts decide which jobs a sweep has, their folders, their commands and the
+skip / rerun / FORCE rules; under ``LAUNCHER=pool`` or ``LAUNCHER=slurm`` they write those
+jobs to a plan file (one shell-quoted line each: tag, output folder, mode, the folder of the
+job it needs, the command) instead of running them, and this module runs the plan:
+
+- ``pool``: several jobs at a time on this machine, one per GPU of ``GPUS=0,1,..`` (each job
+  sees only its own GPU through ``CUDA_VISIBLE_DEVICES``) or ``SLOTS=N`` CPU jobs (torch's
+  threads split between them). A job that needs another one starts when that one is done.
+- ``slurm``: every job submitted through submitit, a test job with ``afterok`` on its train
+  job, so a whole table is queued at once. A job stopped by its time limit or preempted is
+  requeued through submitit's checkpoint hook and, rerun in the same folder, resumes from the
+  last complete epoch.
+
+Each job's stdout and stderr go to its output folder (``job.log`` for the pool,
+``slurm/<jobid>_0_log.out`` for SLURM). Whether a job finished is asked of the scripts' one
+result reader (``job_accuracy`` in ``scripts/common.sh``). The outcome of every job is
+appended to the status file (``STATUS<TAB>TAG<TAB>FOLDER<TAB>DETAIL``), from which the
+scripts print the sweep's summary.
+"""
+import argparse
+import datetime
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+LAUNCHERS = ("local", "pool", "slurm")
+# Where an interrupted SLURM job finds the signal that requeues it (submitit's default).
+SLURM_SIGNAL = signal.SIGUSR2
+# squeue states of a job that may still run (everything else has ended).
+SLURM_ACTIVE = {
+    "PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD",
+    "RESIZING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD", "SPECIAL_EXIT",
+}
+POOL_LOG = "job.log"
+SLURM_FOLDER = "slurm"
+SLURM_JOB_ID_FILE = "job_id"
+
+
+class LaunchError(Exception):
+    """A launcher that cannot run here, or bad launcher options: one line for the user."""
+
+
+@dataclass
+class Job:
+    tag: str
+    dir: str
+    mode: str
+    after: str  # the output folder of the job this one needs ("" for none)
+    argv: List[str]
+    status: str = "planned"
+    detail: str = ""
+    needs: Optional["Job"] = field(default=None, repr=False)
+
+
+def read_plan(path: str) -> List[Job]:
+    jobs: List[Job] = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            words = shlex.split(line)
+            if len(words) < 5:
+                raise LaunchError(f"{path}:{number}: a plan line needs TAG DIR MODE AFTER COMMAND..., got {line.strip()!r}")
+            jobs.append(Job(tag=words[0], dir=words[1], mode=words[2], after=words[3], argv=words[4:]))
+    by_dir = {job.dir: job for job in jobs}
+    for job in jobs:
+        job.needs = by_dir.get(job.after) if job.after else None
+    return jobs
+
+
+def stamp() -> str:
+    return datetime.datetime.now().isoformat(timespec="milliseconds")
+
+
+def job_accuracy(job: Job) -> str:
+    """The accuracy of a finished job, from the scripts' result reader ("" when unfinished)."""
+    proc = subprocess.run(
+        ["bash", "-c", 'source scripts/common.sh && job_accuracy "$1" "$2"', "job_accuracy", job.dir, job.mode],
+        capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        raise LaunchError(f"could not read the result of {job.dir}: {proc.stderr.strip()}")
+    return proc.stdout.strip()
+
+
+def write_status(path: str, job: Job) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(f"{job.status}\t{job.tag}\t{job.dir}\t{job.detail}\n")
+
+
+def settle(job: Job, log: str, rc: Optional[int]) -> None:
+    """Done when the result reader finds the job's result, failed otherwise."""
+    accuracy = job_accuracy(job)
+    if accuracy:
+        job.status, job.detail = "done", f"accuracy {accuracy}%"
+    else:
+        how = f"exit {rc}" if rc is not None else "ended"
+        job.status, job.detail = "failed", f"{log} ({how}, no result in {job.dir}/log.txt)"
+
+
+def start_job(argv: Sequence[str], **kwargs: object) -> subprocess.Popen:
+    """A job's command in a process group of its own, so that stopping it reaches the
+    train.py under the job's bash too (scripts/job.sh outlives its train.py on SIGTERM)."""
+    return subprocess.Popen(list(argv), start_new_session=True, **kwargs)  # type: ignore[call-overload]
+
+
+def stop_job(proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    """SIGTERM to the job's process group (the engine saves nothing half-written and exits),
+    then wait for the job, SIGKILL after ``timeout``. Waits with ``os.waitpid`` rather than
+    ``Popen.wait``: this runs inside signal handlers that may interrupt a ``Popen.wait``."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.time() + timeout
+    while True:
+        try:
+            pid, _ = os.waitpid(proc.pid, os.WNOHANG)
+        except ChildProcessError:  # already reaped
+            return
+        if pid:
+            return
+        if time.time() > deadline:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            deadline = float("inf")
+        time.sleep(0.1)
+
+
+# ---------------------------------------------------------------------------------------------
+# pool
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def pool_slots(gpus: str, slots: str) -> List[Dict[str, str]]:
+    """The environment of each slot: one GPU each, or CPU slots sharing the threads."""
+    gpus, slots = gpus.strip(), slots.strip()
+    if gpus and slots:
+        raise LaunchError(f"LAUNCHER=pool takes GPUS or SLOTS, not both (got GPUS={gpus}, SLOTS={slots})")
+    if gpus:
+        ids = [g.strip() for g in gpus.split(",")]
+        if not all(re.fullmatch(r"\d+|GPU-[0-9a-fA-F-]+|MIG-[0-9a-zA-Z/-]+", g) for g in ids):
+            raise LaunchError(f"GPUS must list GPU indices (or UUIDs) separated by commas, e.g. GPUS=0,1,2,3; got '{gpus}'")
+        if len(set(ids)) != len(ids):
+            raise LaunchError(f"GPUS lists a GPU twice ('{gpus}'): each job of the pool gets a GPU of its own")
+        envs = [{"CUDA_VISIBLE_DEVICES": g} for g in ids]
+    elif slots:
+        if not re.fullmatch(r"[1-9]\d*", slots):
+            raise LaunchError(f"SLOTS must be a positive integer (the number of jobs at a time), got '{slots}'")
+        envs = [{"CUDA_VISIBLE_DEVICES": ""} for _ in range(int(slots))]
+    else:
+        raise LaunchError("LAUNCHER=pool needs GPUS=0,1,... (one job per GPU) or SLOTS=N (N CPU jobs at a time)")
+    # Every job of the pool gets its share of the cores, unless the user chose a thread count.
+    if "OMP_NUM_THREADS" not in os.environ:
+        threads = str(max(1, cpu_count() // len(envs)))
+        for env in envs:
+            env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    return envs
+
+
+def slot_name(env: Dict[str, str]) -> str:
+    if env["CUDA_VISIBLE_DEVICES"]:
+        return f"GPU {env['CUDA_VISIBLE_DEVICES']}"
+    return f"CPU, {env.get('OMP_NUM_THREADS', 'all')} threads"
+
+
+@dataclass
+class Running:
+    job: Job
+    proc: subprocess.Popen
+    slot: int
+    log: str
+    start: float
+
+
+def run_pool(jobs: List[Job], slots: List[Dict[str, str]], status_file: str) -> None:
+    free = list(range(len(slots)))
+    waiting = list(jobs)
+    running: List[Running] = []
+    interrupted: List[int] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        interrupted.append(signum)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while waiting or running:
+            for run in list(running):
+                rc = run.proc.poll()
+                if rc is None:
+                    continue
+                with open(run.log, "a", encoding="utf-8") as f:
+                    f.write(f"=== {run.job.tag}: finished {stamp()} (exit {rc}) ===\n")
+                settle(run.job, run.log, rc)
+                seconds = round(time.time() - run.start)
+                if run.job.status == "done":
+                    print(f"[pool] done   {run.job.tag}: {run.job.detail} ({seconds}s)", flush=True)
+                else:
+                    print(f"[pool] FAILED {run.job.tag} (exit {rc}, {seconds}s): see {run.log}", flush=True)
+                write_status(status_file, run.job)
+                running.remove(run)
+                free.append(run.slot)
+            if interrupted:
+                break
+            for job in list(waiting):
+                if job.needs is not None and job.needs.status in ("planned", "running"):
+                    continue
+                if job.needs is not None and job.needs.status != "done":
+                    waiting.remove(job)
+                    job.status = "failed"
+                    job.detail = f"not run: the job it needs ({job.needs.tag}) failed"
+                    print(f"[pool] FAILED {job.tag}: {job.detail}", flush=True)
+                    write_status(status_file, job)
+                    continue
+                if not free:
+                    break
+                slot = free.pop(0)
+                waiting.remove(job)
+                running.append(start_pool_job(job, slot, slots[slot]))
+            time.sleep(0.2)
+    finally:
+        if interrupted or running:
+            for run in running:
+                stop_job(run.proc)
+                run.job.status = "failed"
+                run.job.detail = f"{run.log} (interrupted: rerun the sweep to resume it)"
+                write_status(status_file, run.job)
+            for job in waiting:
+                job.status, job.detail = "failed", "not run: the sweep was interrupted"
+                write_status(status_file, job)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if interrupted:
+        name = signal.Signals(interrupted[0]).name
+        print(f"[pool] {name}: stopped the running jobs; rerun the same command to resume", flush=True)
+        sys.exit(128 + interrupted[0])
+
+
+def start_pool_job(job: Job, slot: int, slot_env: Dict[str, str]) -> Running:
+    os.makedirs(job.dir, exist_ok=True)
+    log = os.path.join(job.dir, POOL_LOG)
+    with open(log, "a", encoding="utf-8") as f:
+        f.write(f"=== {job.tag}: started {stamp()} ({slot_name(slot_env)}) ===\n")
+        f.flush()
+        proc = start_job(job.argv, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **slot_env})
+    job.status = "running"
+    print(f"[pool] start  {job.tag} ({slot_name(slot_env)}) -> {log}", flush=True)
+    return Running(job, proc, slot, log, time.time())
+
+
+# ---------------------------------------------------------------------------------------------
+# slurm
+
+
+def require_submitit() -> None:
+    missing = []
+    try:
+        import submitit  # noqa: F401
+    except ImportError:
+        missing.append("the Python package submitit is not installed (pip install -e '.[slurm]', or pip install submitit)")
+    if shutil.which("sbatch") is None:
+        missing.append(
+            "SLURM's sbatch is not on the PATH (run the sweep where SLURM jobs are submitted, e.g. a login node, "
+            "or add SLURM's bin folder to PATH)"
+        )
+    if missing:
+        raise LaunchError("LAUNCHER=slurm cannot submit: " + "; and ".join(missing))
+
+
+def time_minutes(value: str) -> int:
+    """SLURM's time formats (minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS) in minutes."""
+    match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", value.strip())
+    if not match:
+        raise LaunchError(f"JOB_TIME (--time) must be minutes or [D-]HH:MM[:SS], got '{value}'")
+    days, a, b, c = match.groups()
+    if days is not None:
+        seconds = int(days) * 86400 + int(a) * 3600 + int(b or 0) * 60 + int(c or 0)
+    elif c is not None:
+        seconds = int(a) * 3600 + int(b) * 60 + int(c)
+    elif b is not None:
+        seconds = int(a) * 60 + int(b)
+    else:
+        seconds = int(a) * 60
+    if seconds <= 0:
+        raise LaunchError(f"JOB_TIME (--time) must be positive, got '{value}'")
+    return max(1, -(-seconds // 60))
+
+
+def sbatch_extra(value: str) -> Dict[str, object]:
+    """Extra sbatch arguments ("--constraint=a100 --exclusive") as submitit's parameters."""
+    extra: Dict[str, object] = {}
+    words = shlex.split(value)
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if not word.startswith("--") or len(word) < 3:
+            raise LaunchError(
+                f"JOB_SBATCH_ARGS (--sbatch-args) takes long sbatch options like --constraint=a100, got '{word}'"
+            )
+        key, eq, val = word[2:].partition("=")
+        if eq:
+            extra[key] = val
+        elif i + 1 < len(words) and not words[i + 1].startswith("--"):
+            extra[key] = words[i + 1]
+            i += 1
+        else:
+            extra[key] = True
+        i += 1
+    return extra
+
+
+class SweepJob:
+    """What a SLURM job runs: the job's command, as the pool would, in a child process.
+
+    submitit's checkpoint hook (SIGUSR2 before the time limit, or on preemption) ends the
+    child cleanly and requeues this same object; rerun in the same output folder, the command
+    keeps the unfinished log aside and the engine resumes from the last saved epoch."""
+
+    def __init__(self, tag: str, argv: Sequence[str], cwd: str, threads: Optional[int]) -> None:
+        self.tag = tag
+        self.argv = list(argv)
+        self.cwd = cwd
+        self.threads = threads
+        self._child: Optional[subprocess.Popen] = None
+
+    def __getstate__(self) -> Dict[str, object]:
+        state = dict(self.__dict__)
+        state["_child"] = None
+        return state
+
+    def __call__(self) -> int:
+        env = dict(os.environ)
+        if self.threads and "OMP_NUM_THREADS" not in env:
+            env.update(OMP_NUM_THREADS=str(self.threads), MKL_NUM_THREADS=str(self.threads))
+        print(f"=== {self.tag}: started {stamp()} (SLURM job {env.get('SLURM_JOB_ID', '?')}) ===", flush=True)
+        # The child ignores the requeue signal (SLURM sends it to every process of the job):
+        # the hook below stops the child with SIGTERM, which the engine handles.
+        handler = signal.signal(SLURM_SIGNAL, signal.SIG_IGN)
+        try:
+            self._child = start_job(self.argv, cwd=self.cwd, env=env)
+        finally:
+            signal.signal(SLURM_SIGNAL, handler)
+        while self._child.poll() is None:
+            time.sleep(0.5)
+        rc = self._child.returncode
+        print(f"=== {self.tag}: finished {stamp()} (exit {rc}) ===", flush=True)
+        if rc in (128 + signal.SIGTERM, -signal.SIGTERM):
+            # Stopped by SLURM (preemption, scancel): when it is a preemption, the requeue
+            # signal follows and the hook requeues the job; otherwise SLURM ends it.
+            time.sleep(120)
+        if rc != 0:
+            raise RuntimeError(f"{self.tag}: the job's command exited with {rc}")
+        return rc
+
+    def checkpoint(self) -> "object":
+        import submitit
+
+        child = self._child
+        if child is not None and child.poll() is None:
+            print(f"=== {self.tag}: stopping for requeue {stamp()} ===", flush=True)
+            stop_job(child)
+        return submitit.helpers.DelayedSubmission(self)
+
+
+@dataclass
+class SlurmOptions:
+    partition: str
+    gpus: str
+    cpus: str
+    mem: str
+    time: str
+    account: str
+    qos: str
+    sbatch_args: str
+    max_requeues: str
+
+    def parameters(self) -> Dict[str, object]:
+        params: Dict[str, object] = {"time": time_minutes(self.time), "stderr_to_stdout": True}
+        for name, value in (("gpus", self.gpus), ("cpus", self.cpus)):
+            if value and not re.fullmatch(r"\d+", value):
+                raise LaunchError(f"JOB_{name.upper()} (--{name}) must be a whole number, got '{value}'")
+        if self.gpus and int(self.gpus) > 0:
+            params["gpus_per_node"] = int(self.gpus)
+        if self.cpus:
+            params["cpus_per_task"] = int(self.cpus)
+        if self.mem:
+            if not re.fullmatch(r"\d+[KMGT]?", self.mem):
+                raise LaunchError(f"JOB_MEM (--mem) must be SLURM memory like 32G or 64000M, got '{self.mem}'")
+            params["mem"] = self.mem
+        for key, value in (("partition", self.partition), ("account", self.account), ("qos", self.qos)):
+            if value:
+                params[key] = value
+        params["additional_parameters"] = sbatch_extra(self.sbatch_args)
+        return params
+
+    def requeues(self) -> int:
+        if not re.fullmatch(r"\d+", self.max_requeues):
+            raise LaunchError(f"JOB_MAX_REQUEUES (--max-requeues) must be a whole number, got '{self.max_requeues}'")
+        return int(self.max_requeues)
+
+
+def slurm_states(ids: Sequence[str]) -> Dict[str, str]:
+    """squeue's state of the jobs given that SLURM still lists."""
+    proc = subprocess.run(["squeue", "-h", "-o", "%i|%T"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise LaunchError(f"squeue failed ({proc.returncode}): {proc.stderr.strip()}")
+    wanted = set(ids)
+    states = {}
+    for line in proc.stdout.splitlines():
+        job_id, _, state = line.strip().partition("|")
+        if job_id in wanted:
+            states[job_id] = state
+    return states
+
+
+def run_slurm(jobs: List[Job], options: SlurmOptions, status_file: str, wait: bool, poll_s: float) -> None:
+    require_submitit()
+    import submitit
+
+    params = options.parameters()
+    requeues = options.requeues()
+    threads = params.get("cpus_per_task")
+    ids: Dict[str, str] = {}
+    try:
+        for job in jobs:
+            folder = os.path.join(job.dir, SLURM_FOLDER)
+            os.makedirs(folder, exist_ok=True)
+            executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=requeues)
+            extra = dict(params["additional_parameters"])  # type: ignore[arg-type]
+            after = ids[job.needs.dir] if job.needs is not None else (queued_job(job.after) if job.after else "")
+            if after:
+                extra.update({"dependency": f"afterok:{after}", "kill-on-invalid-dep": "yes"})
+            executor.update_parameters(
+                **{k: v for k, v in params.items() if k != "additional_parameters"},
+                job_name=re.sub(r"[^\w.-]+", "_", job.tag), additional_parameters=extra,
+            )
+            try:
+                submitted = executor.submit(SweepJob(job.tag, job.argv, os.getcwd(), threads))
+            except Exception as err:  # sbatch refused the job (bad partition, account, ...)
+                raise LaunchError(f"sbatch refused {job.tag}: {err}".strip()) from err
+            job_id = str(submitted.job_id)
+            ids[job.dir] = job_id
+            with open(os.path.join(folder, SLURM_JOB_ID_FILE), "w", encoding="utf-8") as f:
+                f.write(job_id + "\n")
+            job.status = "submitted"
+            job.detail = f"SLURM job {job_id}, log {os.path.join(folder, f'{job_id}_0_log.out')}"
+            print(f"[slurm] submitted {job.tag}: job {job_id}{f' after {after}' if after else ''}"
+                  f" -> {folder}/{job_id}_0_log.out", flush=True)
+    except LaunchError:
+        for job in jobs:
+            if job.status == "submitted":
+                write_status(status_file, job)
+        raise
+    if not wait:
+        for job in jobs:
+            write_status(status_file, job)
+        return
+    print(f"[slurm] waiting for {len(jobs)} jobs (WAIT=1)", flush=True)
+    remaining = {job.dir: job for job in jobs}
+    seen: Dict[str, str] = {}
+    while remaining:
+        time.sleep(poll_s)
+        states = slurm_states([ids[d] for d in remaining])
+        for d, job in list(remaining.items()):
+            job_id = ids[d]
+            state = states.get(job_id)
+            if state in SLURM_ACTIVE:
+                if seen.get(job_id) != state:
+                    seen[job_id] = state
+                    print(f"[slurm] job {job_id} {job.tag}: {state}", flush=True)
+                continue
+            log = os.path.join(job.dir, SLURM_FOLDER, f"{job_id}_0_log.out")
+            settle(job, log, None)
+            if job.status == "failed":
+                state = state or "ended"
+                if os.path.isfile(log):
+                    job.detail = f"{log} (SLURM state {state}, no result in {job.dir}/log.txt)"
+                elif job.needs is not None and job.needs.status == "failed":
+                    job.detail = f"not run (SLURM job {job_id} {state}): the job it needs ({job.needs.tag}) failed"
+                else:
+                    job.detail = f"not run (SLURM job {job_id} {state}; scontrol show job {job_id} may say why)"
+                print(f"[slurm] FAILED {job.tag}: {job.detail}", flush=True)
+            else:
+                print(f"[slurm] done   {job.tag} (job {job_id}): {job.detail}", flush=True)
+            write_status(status_file, job)
+            del remaining[d]
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Settings:
+    """The launchers' settings: environment variables (the sweeps turn their flags into them)."""
+
+    launcher: str
+    gpus: str
+    slots: str
+    wait: str
+    poll_s: float
+    slurm: SlurmOptions
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        env = os.environ.get
+        try:
+            poll_s = float(env("WAIT_POLL_S", "10"))
+        except ValueError:
+            raise LaunchError(f"WAIT_POLL_S must be a number of seconds, got '{env('WAIT_POLL_S')}'") from None
+        slurm = SlurmOptions(
+            partition=env("JOB_PARTITION", ""), gpus=env("JOB_GPUS", ""), cpus=env("JOB_CPUS", ""),
+            mem=env("JOB_MEM", ""), time=env("JOB_TIME", "240"), account=env("JOB_ACCOUNT", ""),
+            qos=env("JOB_QOS", ""), sbatch_args=env("JOB_SBATCH_ARGS", ""),
+            max_requeues=env("JOB_MAX_REQUEUES", "3"),
+        )
+        return cls(env("LAUNCHER", "local"), env("GPUS", ""), env("SLOTS", ""), env("WAIT", "0"), poll_s, slurm)
+
+    def check(self) -> None:
+        """Everything a launcher needs, before the sweep plans its first job."""
+        if self.launcher not in LAUNCHERS:
+            raise LaunchError(f"unknown LAUNCHER '{self.launcher}': use one of {', '.join(LAUNCHERS)}")
+        if self.wait not in ("0", "1"):
+            raise LaunchError(f"WAIT must be 0 or 1, got '{self.wait}'")
+        if self.launcher == "pool":
+            pool_slots(self.gpus, self.slots)
+        elif self.launcher == "slurm":
+            require_submitit()
+            self.slurm.parameters()
+            self.slurm.requeues()
+
+
+def queued_job(folder: str) -> str:
+    """The SLURM job still queued or running for a job folder ("" when none); a job never
+    counts itself, so that its requeued run goes ahead."""
+    path = os.path.join(folder, SLURM_FOLDER, SLURM_JOB_ID_FILE)
+    if not os.path.isfile(path) or shutil.which("squeue") is None:
+        return ""
+    with open(path, encoding="utf-8") as f:
+        job_id = f.read().strip()
+    if not job_id or job_id == os.environ.get("SLURM_JOB_ID"):
+        return ""
+    try:
+        state = slurm_states([job_id]).get(job_id)
+    except LaunchError:
+        return ""  # no controller to ask: nothing can be queued there
+    return job_id if state in SLURM_ACTIVE else ""
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mmrl.launch", description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=("check", "run", "in-flight"))
+    parser.add_argument("folder", nargs="?", help="in-flight: the job folder")
+    parser.add_argument("--plan", help="run: the plan file written by the protocol scripts")
+    parser.add_argument("--status", help="run: the status file the outcome of each job is appended to")
+    args = parser.parse_args(argv)
+    jobs: List[Job] = []
+    try:
+        if args.action == "in-flight":
+            if not args.folder:
+                raise LaunchError("in-flight needs the job folder")
+            job_id = queued_job(args.folder)
+            if job_id:
+                print(job_id)
+            return 0
+        settings = Settings.from_env()
+        settings.check()
+        if args.action == "check":
+            return 0
+        if not args.plan or not args.status:
+            raise LaunchError("run needs --plan FILE and --status FILE")
+        jobs = read_plan(args.plan)
+        if settings.launcher == "pool" and jobs:
+            run_pool(jobs, pool_slots(settings.gpus, settings.slots), args.status)
+        elif settings.launcher == "slurm" and jobs:
+            run_slurm(jobs, settings.slurm, args.status, settings.wait == "1", settings.poll_s)
+        elif settings.launcher == "local":
+            raise LaunchError("LAUNCHER=local runs the jobs in the scripts themselves, not through mmrl.launch")
+    except LaunchError as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return 2
+    # 1: a job failed (it is in the status file); 2: the launcher itself could not run.
+    return 1 if any(job.status == "failed" for job in jobs) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

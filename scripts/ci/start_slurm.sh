@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# A one-node SLURM on this machine, for the tests marked `slurm` (run as root, e.g. in CI).
+# Installs slurm-wlm and munge with apt-get when they are missing, writes a slurm.conf for
+# $(hostname) with $(nproc) CPUs, starts munged, slurmctld and slurmd with their state, spool,
+# logs and pid files under one folder, and waits until sinfo shows the node idle.
+# Usage: bash scripts/ci/start_slurm.sh        (stop it with scripts/ci/stop_slurm.sh)
+#   SLURM_CI_DIR  the folder of this SLURM (default: ${TMPDIR:-/tmp}/mmrl-ci-slurm)
+# Afterwards, point the SLURM commands at it: export SLURM_CONF=$SLURM_CI_DIR/slurm.conf
+# (the script prints that line last).
+set -euo pipefail
+
+DIR=${SLURM_CI_DIR:-${TMPDIR:-/tmp}/mmrl-ci-slurm}
+die() {
+    echo "ERROR: $*" >&2
+    exit 1
+}
+
+[[ $(id -u) == 0 ]] || die "start_slurm.sh runs the SLURM daemons as root: run it as root (sudo)"
+if [[ -f $DIR/slurmctld.pid ]] && kill -0 "$(cat "$DIR/slurmctld.pid")" 2>/dev/null; then
+    die "a SLURM started by this script is already running under $DIR: stop it first with scripts/ci/stop_slurm.sh"
+fi
+
+if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null; then
+    echo "Installing slurm-wlm and munge with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends slurm-wlm munge >/dev/null
+fi
+
+HOST=$(hostname)
+CPUS=$(nproc)
+# 90% of the memory: slurmd drains a node that has less than it is configured with.
+MEM_MB=$(awk '/^MemTotal:/ { printf "%d", $2 / 1024 * 0.9 }' /proc/meminfo)
+
+rm -rf -- "$DIR"
+mkdir -p "$DIR"/{state,spool,munge}
+chmod 700 "$DIR/munge"
+# munged insists that its key is private and owned by the user it runs as.
+if [[ ! -f /etc/munge/munge.key ]]; then
+    dd if=/dev/urandom of="$DIR/munge/munge.key" bs=1024 count=1 status=none
+else
+    cp /etc/munge/munge.key "$DIR/munge/munge.key"
+fi
+chmod 400 "$DIR/munge/munge.key"
+
+cat > "$DIR/slurm.conf" <<CONF
+# One-node SLURM for tests, written by scripts/ci/start_slurm.sh.
+ClusterName=mmrl-ci
+SlurmctldHost=$HOST
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+# A requeued job waits until its revoked credential expires (default 120 s): short here, so
+# that the requeue tests do not wait minutes.
+AuthInfo=socket=$DIR/munge/munge.socket,cred_expire=10
+CredType=cred/munge
+StateSaveLocation=$DIR/state
+SlurmdSpoolDir=$DIR/spool
+SlurmctldPidFile=$DIR/slurmctld.pid
+SlurmdPidFile=$DIR/slurmd.pid
+SlurmctldLogFile=$DIR/slurmctld.log
+SlurmdLogFile=$DIR/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU_Memory
+DefMemPerCPU=$((MEM_MB / CPUS))
+SchedulerType=sched/backfill
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+SwitchType=switch/none
+MpiDefault=none
+ReturnToService=2
+JobRequeue=1
+SlurmctldTimeout=30
+SlurmdTimeout=30
+InactiveLimit=0
+KillWait=10
+NodeName=$HOST CPUs=$CPUS RealMemory=$MEM_MB State=UNKNOWN
+PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
+CONF
+export SLURM_CONF=$DIR/slurm.conf
+
+munged --force --socket="$DIR/munge/munge.socket" --key-file="$DIR/munge/munge.key" \
+    --pid-file="$DIR/munged.pid" --log-file="$DIR/munged.log" --seed-file="$DIR/munge/munged.seed" ||
+    die "munged did not start: see $DIR/munged.log"
+slurmctld -f "$SLURM_CONF" || die "slurmctld did not start: see $DIR/slurmctld.log"
+slurmd -f "$SLURM_CONF" || die "slurmd did not start: see $DIR/slurmd.log"
+
+state=""
+for _ in $(seq 60); do
+    state=$(sinfo -h -n "$HOST" -o %T 2>/dev/null || true)
+    [[ $state == idle ]] && break
+    sleep 1
+done
+[[ $state == idle ]] ||
+    die "the node $HOST is '${state:-not known}' after 60 s, not idle: see $DIR/slurmctld.log and $DIR/slurmd.log"
+echo "SLURM is up: node $HOST idle with $CPUS CPUs, $MEM_MB MB (state, logs and pid files in $DIR)"
+echo "export SLURM_CONF=$SLURM_CONF"

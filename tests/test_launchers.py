@@ -1,0 +1,353 @@
+"""The launchers of the sweeps (LAUNCHER=local, pool, slurm) on the demo: the same table and
+per-job results whichever ran the jobs, test jobs after their train jobs, the same skip /
+rerun / FORCE rules, failed jobs reported with their logs, a SLURM job requeued mid-training
+resuming at its last epoch, and the launchers' error messages. The SLURM tests submit to a
+real SLURM (scripts/ci/start_slurm.sh starts a one-node one)."""
+import glob
+import os
+import re
+import subprocess
+import sys
+import time
+from typing import Dict, List, Tuple
+
+import pytest
+
+from mmrl.launch import SLURM_ACTIVE
+from test_scripts import fake_python, final_accuracy
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Two epochs keep the sweeps short; every launcher runs the same commands.
+OPTS = "OPTIM.MAX_EPOCH 2"
+SEEDS = (1, 2)
+TRAIN = "base2new/train_base/demo/shots_16/MMRL/demo/seed{}"
+TEST = "base2new/test_new/demo/shots_16/MMRL/demo/seed{}"
+STAMP = re.compile(r"^=== (.+): (started|finished) (\S+) ")
+
+
+def sweep(env: Dict[str, str], *args: str, check: bool = True, script: str = "scripts/base_to_novel.sh"
+          ) -> subprocess.CompletedProcess:
+    proc = subprocess.run(["bash", script, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        pytest.fail(f"{script} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def sweep_env(data: str, output: str, launcher: str, **extra: str) -> Dict[str, str]:
+    env = dict(os.environ)
+    env.update(DATA=data, OUTPUT=output, PYTHON=sys.executable, OPTS=OPTS, FORCE="0", DATASETS="demo",
+               SEEDS=" ".join(map(str, SEEDS)), LAUNCHER=launcher, WAIT="1", WAIT_POLL_S="0.5", JOB_TIME="20")
+    env.update(extra)
+    return env
+
+
+def job_dirs(output: str) -> List[str]:
+    return [os.path.join(output, tail.format(seed)) for seed in SEEDS for tail in (TRAIN, TEST)]
+
+
+def results(output: str) -> Dict[str, float]:
+    return {os.path.relpath(d, output): final_accuracy(os.path.join(d, "log.txt")) for d in job_dirs(output)}
+
+
+def table(stdout: str) -> List[str]:
+    return [line for line in stdout.splitlines() if line.startswith("|")]
+
+
+def summary(stdout: str) -> str:
+    lines = [line for line in stdout.splitlines() if line.startswith("Sweep summary")]
+    assert len(lines) == 1, stdout[-3000:]
+    return lines[0]
+
+
+def job_times(log: str) -> Tuple[str, str]:
+    """(first start, last finish) of the launcher's header lines in a job's log."""
+    starts, ends = [], []
+    with open(log) as f:
+        for line in f:
+            match = STAMP.match(line)
+            if match:
+                (starts if match.group(2) == "started" else ends).append(match.group(3))
+    assert starts and ends, f"no start/finish lines in {log}"
+    return starts[0], ends[-1]
+
+
+def slurm_log(job_dir: str) -> str:
+    logs = glob.glob(os.path.join(job_dir, "slurm", "*_0_log.out"))
+    assert len(logs) == 1, logs
+    return logs[0]
+
+
+def assert_tests_after_trains(output: str, log_of) -> None:
+    for seed in SEEDS:
+        _, train_end = job_times(log_of(os.path.join(output, TRAIN.format(seed))))
+        test_start, _ = job_times(log_of(os.path.join(output, TEST.format(seed))))
+        assert test_start >= train_end, (seed, train_end, test_start)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> str:
+    return str(tmp_path_factory.mktemp("launch-data"))
+
+
+@pytest.fixture(scope="module")
+def local_sweep(data, tmp_path_factory) -> Tuple[str, subprocess.CompletedProcess]:
+    """The reference: the demo base-to-novel sweep, 2 seeds, one job after another."""
+    output = str(tmp_path_factory.mktemp("local") / "output")
+    start = time.time()
+    proc = sweep(sweep_env(data, output, "local"), "MMRL")
+    print(f"local sweep: {time.time() - start:.1f}s")
+    return output, proc
+
+
+def test_local_sweep_summary(local_sweep):
+    output, proc = local_sweep
+    assert summary(proc.stdout) == "Sweep summary (local): 4 done, 0 skipped (existing results), 0 failed"
+    assert all(value is not None for value in results(output).values())
+    assert "| demo" in "\n".join(table(proc.stdout))
+
+
+def test_pool_matches_sequential(local_sweep, data, tmp_path):
+    output = str(tmp_path / "output")
+    start = time.time()
+    proc = sweep(sweep_env(data, output, "pool"), "MMRL", "--slots", "2")
+    print(f"pool sweep (2 slots): {time.time() - start:.1f}s")
+    assert results(output) == results(local_sweep[0])
+    assert table(proc.stdout) == table(local_sweep[1].stdout)
+    assert summary(proc.stdout) == "Sweep summary (pool): 4 done, 0 skipped (existing results), 0 failed"
+    # Two jobs at a time, each with its share of the cores, each logging into its own folder.
+    threads = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert proc.stdout.count(f"(CPU, {threads} threads)") == 4
+    for job_dir in job_dirs(output):
+        with open(os.path.join(job_dir, "job.log")) as f:
+            assert f"Running: {sys.executable} train.py" in f.read()
+    assert_tests_after_trains(output, lambda d: os.path.join(d, "job.log"))
+
+
+@pytest.mark.slurm
+def test_slurm_matches_local(local_sweep, data, tmp_path):
+    output = str(tmp_path / "output")
+    start = time.time()
+    proc = sweep(sweep_env(data, output, "slurm"), "MMRL")
+    print(f"slurm sweep (WAIT=1): {time.time() - start:.1f}s")
+    assert table(proc.stdout) == table(local_sweep[1].stdout)
+    assert results(output) == results(local_sweep[0])
+    assert summary(proc.stdout) == "Sweep summary (slurm): 4 done, 0 skipped (existing results), 0 failed"
+    # Submitted at once, each test job held by its train job (afterok), and run after it.
+    ids = {}
+    for job_dir in job_dirs(output):
+        with open(os.path.join(job_dir, "slurm", "job_id")) as f:
+            ids[os.path.relpath(job_dir, output)] = f.read().strip()
+    for seed in SEEDS:
+        test_id, train_id = ids[TEST.format(seed)], ids[TRAIN.format(seed)]
+        assert re.search(rf"^\[slurm\] submitted MMRL demo seed{seed} base2new_test: job {test_id} after {train_id} ",
+                         proc.stdout, re.M)
+    assert proc.stdout.index("[slurm] waiting") > max(proc.stdout.index(f"job {i}") for i in ids.values())
+    assert_tests_after_trains(output, slurm_log)
+
+
+# ---------------------------------------------------------------------------------------------
+# The rules, with a stand-in interpreter: train.py writes a finished log, the rest is python.
+
+
+
+@pytest.mark.parametrize("launcher", ["local", "pool", pytest.param("slurm", marks=pytest.mark.slurm)])
+def test_skip_rerun_force_under_every_launcher(launcher, tmp_path):
+    fake = fake_python(tmp_path / "python", others=f'exec {sys.executable} "$@"')
+    output = str(tmp_path / "output")
+    env = sweep_env(str(tmp_path / "data"), output, launcher, PYTHON=fake, SLOTS="2")
+    finished, unfinished = os.path.join(output, TRAIN.format(1)), os.path.join(output, TEST.format(1))
+    os.makedirs(finished)
+    with open(os.path.join(finished, "log.txt"), "w") as f:
+        f.write("Finish training\n=> result\n* accuracy: 50.0%\n")
+    os.makedirs(unfinished)
+    with open(os.path.join(unfinished, "log.txt"), "w") as f:
+        f.write("epoch [1/2] batch [5/15]\n")
+
+    proc = sweep(env, "MMRL")
+    assert summary(proc.stdout) == f"Sweep summary ({launcher}): 3 done, 1 skipped (existing results), 0 failed"
+    assert f"Oops! The results exist at {finished} (so skip this job)" in proc.stdout
+    assert f"Unfinished run at {unfinished}" in proc.stdout
+    assert len(glob.glob(os.path.join(unfinished, "log.txt.unfinished-*"))) == 1
+    assert results(output) == {
+        TRAIN.format(1): 50.0, TEST.format(1): 12.3, TRAIN.format(2): 12.3, TEST.format(2): 12.3}
+    assert os.listdir(finished) == ["log.txt"]  # nothing ran there
+
+    proc = sweep(dict(env, FORCE="1"), "MMRL")
+    assert summary(proc.stdout) == f"Sweep summary ({launcher}): 4 done, 0 skipped (existing results), 0 failed"
+    assert f"FORCE=1: removing {finished}" in proc.stdout
+    assert results(output)[TRAIN.format(1)] == 12.3
+    assert not glob.glob(os.path.join(unfinished, "log.txt.unfinished-*"))
+
+
+@pytest.mark.slurm
+def test_queued_jobs_are_not_submitted_again(tmp_path):
+    fake = fake_python(tmp_path / "python", others=f'exec {sys.executable} "$@"')
+    output = str(tmp_path / "output")
+    # Extra sbatch options reach the jobs: these wait an hour before they may start.
+    env = sweep_env(str(tmp_path / "data"), output, "slurm", PYTHON=fake, SEEDS="1", WAIT="0",
+                    JOB_SBATCH_ARGS="--begin=now+3600 --comment=mmrl-test")
+    proc = sweep(env, "MMRL")
+    assert summary(proc.stdout).endswith("0 failed, 2 queued in SLURM")
+    assert "| demo" not in proc.stdout  # no table before the jobs have run
+    ids = []
+    for job_dir in job_dirs(output)[:2]:
+        with open(os.path.join(job_dir, "slurm", "job_id")) as f:
+            ids.append(f.read().strip())
+    try:
+        assert all(scontrol_job(i)["Comment"] == "mmrl-test" for i in ids)
+        proc = sweep(env, "MMRL")
+        for tag, job_id in zip(("base2new_train", "base2new_test"), ids):
+            assert f"[MMRL demo seed1 {tag}] already queued or running as SLURM job {job_id} (not submitted again)" \
+                in proc.stdout
+        assert "[slurm] submitted" not in proc.stdout
+        assert summary(proc.stdout).endswith("0 failed, 2 queued in SLURM")
+    finally:
+        subprocess.run(["scancel", *ids], check=True)
+
+
+@pytest.mark.parametrize("launcher", ["local", "pool", pytest.param("slurm", marks=pytest.mark.slurm)])
+def test_failed_job_reported_with_its_log(launcher, data, tmp_path):
+    output = str(tmp_path / "output")
+    # A key the config does not have: train.py stops with an error.
+    env = sweep_env(data, output, launcher, SEEDS="1", SLOTS="2", OPTS="OPTIM.NO_SUCH_KEY 1")
+    proc = sweep(env, "MMRL", check=False)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    train_dir = os.path.join(output, TRAIN.format(1))
+    lines = proc.stdout.splitlines()
+    failed = lines[lines.index("Failed jobs (with their logs):") + 1:]
+    assert failed[0].startswith(f"  MMRL demo seed1 base2new_train: ")
+    if launcher == "local":
+        assert "its error is in the output above" in failed[0]
+        assert "NO_SUCH_KEY" in proc.stdout + proc.stderr
+        assert summary(proc.stdout).endswith("0 done, 0 skipped (existing results), 1 failed")
+        return
+    log = failed[0].split(": ", 1)[1].split(" (")[0]
+    assert log.startswith(train_dir + os.sep) and os.path.isfile(log)
+    with open(log) as f:
+        assert "NO_SUCH_KEY" in f.read()
+    # The test job needs the model that was never trained: it is not run, and it is reported.
+    assert failed[1].startswith("  MMRL demo seed1 base2new_test: ")
+    assert summary(proc.stdout).endswith("0 done, 0 skipped (existing results), 2 failed")
+    assert final_accuracy_or_none(os.path.join(output, TEST.format(1))) is None
+
+
+def final_accuracy_or_none(job_dir: str):
+    log = os.path.join(job_dir, "log.txt")
+    return final_accuracy(log) if os.path.isfile(log) else None
+
+
+def scontrol_job(job_id: str) -> Dict[str, str]:
+    out = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, check=True).stdout
+    return dict(re.findall(r"(\w+)=(\S*)", out))
+
+
+def wait_for(what: str, condition, timeout: float = 600.0, every: float = 0.2):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@pytest.mark.slurm
+def test_requeued_job_resumes_at_its_last_epoch(data, tmp_path):
+    output = str(tmp_path / "output")
+    env = sweep_env(data, output, "slurm", WAIT="0", OPTS="OPTIM.MAX_EPOCH 4")
+    proc = sweep(env, "demo", "1", script="scripts/mmrl/base2new_train.sh")
+    assert "1 queued in SLURM" in summary(proc.stdout)
+    job_dir = os.path.join(output, TRAIN.format(1))
+    with open(os.path.join(job_dir, "slurm", "job_id")) as f:
+        job_id = f.read().strip()
+    log = os.path.join(job_dir, "log.txt")
+    pointer = os.path.join(job_dir, "MultiModalRepresentationLearner", "checkpoint")
+
+    def in_epoch_2() -> bool:
+        return os.path.isfile(pointer) and open(pointer).read().strip() == "model.pth.tar-1"
+
+    wait_for("the checkpoint of the first epoch", in_epoch_2)
+    # What SLURM sends before a time limit (submitit's signal): the checkpoint hook stops the
+    # run and requeues the job.
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
+    wait_for("the requeue", lambda: scontrol_job(job_id).get("Restarts") == "1")
+    wait_for("the requeued job to end", lambda: scontrol_job(job_id)["JobState"] not in SLURM_ACTIVE)
+    assert scontrol_job(job_id)["JobState"] == "COMPLETED"
+
+    assert len(glob.glob(os.path.join(job_dir, "log.txt.unfinished-*"))) == 1
+    with open(log) as f:
+        resumed = f.read()
+    assert f"Found checkpoint at {job_dir} (will resume training)" in resumed
+    last = int(re.search(r"^Previous epoch: (\d+)$", resumed, re.M).group(1))
+    assert 1 <= last < 4, f"the signal came after epoch {last}: too late to test a resume"
+    epochs = [int(e) for e in re.findall(r"^epoch \[(\d+)/4\]", resumed, re.M)]
+    assert epochs[0] == last + 1 and epochs[-1] == 4
+    assert final_accuracy(log) is not None
+    with open(slurm_log(job_dir)) as f:
+        out = f.read()
+    assert "stopping for requeue" in out and f"Requeued job {job_id}" in out
+    # The finished job is not submitted again.
+    proc = sweep(env, "demo", "1", script="scripts/mmrl/base2new_train.sh")
+    assert summary(proc.stdout) == "Sweep summary (slurm): 0 done, 1 skipped (existing results), 0 failed"
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors, before anything runs.
+
+
+def error_of(env: Dict[str, str], *args: str) -> str:
+    proc = sweep(env, "MMRL", *args, check=False)
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert not os.path.exists(env["OUTPUT"])
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def test_unknown_launcher(tmp_path):
+    env = sweep_env(str(tmp_path / "data"), str(tmp_path / "output"), "cloud")
+    assert error_of(env) == "ERROR: unknown LAUNCHER 'cloud': use one of local, pool, slurm"
+
+
+def test_pool_needs_gpus_or_slots(tmp_path):
+    env = sweep_env(str(tmp_path / "data"), str(tmp_path / "output"), "pool")
+    env.pop("SLOTS", None)
+    env.pop("GPUS", None)
+    assert error_of(env) == ("ERROR: LAUNCHER=pool needs GPUS=0,1,... (one job per GPU) or SLOTS=N "
+                             "(N CPU jobs at a time)")
+    assert error_of(env, "--gpus", "0,x") == ("ERROR: GPUS must list GPU indices (or UUIDs) separated by "
+                                             "commas, e.g. GPUS=0,1,2,3; got '0,x'")
+
+
+def test_unknown_option(tmp_path):
+    env = sweep_env(str(tmp_path / "data"), str(tmp_path / "output"), "local")
+    assert error_of(env, "--partiton", "gpu").startswith("ERROR: unknown option --partiton: the options are ")
+
+
+def test_slurm_without_submitit(tmp_path):
+    # An interpreter without submitit (a bare venv: the launcher check needs nothing else).
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")], check=True)
+    env = sweep_env(str(tmp_path / "data"), str(tmp_path / "output"), "slurm",
+                    PYTHON=str(tmp_path / "venv" / "bin" / "python"), PYTHONPATH=REPO)
+    assert "ERROR: LAUNCHER=slurm cannot submit: the Python package submitit is not installed " \
+           "(pip install -e '.[slurm]', or pip install submitit)" in error_of(env)
+
+
+def test_slurm_without_sbatch(tmp_path):
+    pytest.importorskip("submitit")
+    # The PATH's commands, less sbatch.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for folder in os.environ["PATH"].split(os.pathsep):
+        for name in os.listdir(folder) if os.path.isdir(folder) else []:
+            if name != "sbatch" and not (bin_dir / name).exists():
+                (bin_dir / name).symlink_to(os.path.join(folder, name))
+    env = sweep_env(str(tmp_path / "data"), str(tmp_path / "output"), "slurm", PATH=str(bin_dir))
+    assert error_of(env) == (
+        "ERROR: LAUNCHER=slurm cannot submit: SLURM's sbatch is not on the PATH (run the sweep where SLURM jobs "
+        "are submitted, e.g. a login node, or add SLURM's bin folder to PATH)")
+
+
+def test_sweep_without_its_data_folder(tmp_path):
+    env = sweep_env(str(tmp_path / "no-such-folder"), str(tmp_path / "output"), "local", DATASETS="demo dtd")
+    assert error_of(env) == (f"ERROR: DATA={tmp_path / 'no-such-folder'} is not a folder: set DATA to the folder "
+                             "that holds your datasets (nothing was run)")
