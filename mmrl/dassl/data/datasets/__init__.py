@@ -4,7 +4,6 @@ from .base_dataset import (
     dataset_path,
     generate_fewshot_dataset,
     load_pickle,
-    split_dataset_by_domain,
     split_dataset_by_label,
 )
 from .build import DATASET_REGISTRY, build_dataset
