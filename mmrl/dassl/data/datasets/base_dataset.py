@@ -142,12 +142,12 @@ class DatasetBase:
     """A dataset: lists of Datum for train_x, train_u, val and test.
 
     ``num_classes``, ``lab2cname`` and ``classnames`` are derived from train_x.
-    ``template`` optionally gives the dataset's prompt template; trainers fall
-    back to :func:`mmrl.templates.template_for` when it is None.
+    ``template`` is the prompt of the dataset's classes (``{}`` is the class name), which CLIP
+    trainers format class names through; each dataset declares its own.
     """
 
     dataset_dir: str = ""
-    template: Optional[str] = None
+    template: str = "a photo of a {}."
 
     @classmethod
     def folder(cls, cfg: Any) -> str:
