@@ -118,7 +118,7 @@ def main(argv=None) -> int:
         images = torch.randn(args.batch_size, 3, res, res, device=device, dtype=dtype)
         labels = torch.randint(0, args.classes, (args.batch_size,), device=device)
         with autocast():
-            loss = model.forward_train(images, labels, reg_weight=1.0)["loss"]
+            loss = model.forward_train(images, labels, reg_weight=1.0).loss
         optim.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()

@@ -5,7 +5,6 @@ from typing import List, Tuple
 
 from mmrl.dassl.data.datasets import DATASET_REGISTRY, Datum
 from mmrl.data.benchmark import BenchmarkDataset, read_and_split_data
-from mmrl.data.check import DatasetLayout, require_raw_files
 
 IGNORED_CATEGORIES = ("BACKGROUND_Google", "Faces_easy")
 NEW_CNAMES = {
@@ -17,11 +16,12 @@ NEW_CNAMES = {
 
 
 @DATASET_REGISTRY.register()
-class Caltech101(DatasetLayout, BenchmarkDataset):
+class Caltech101(BenchmarkDataset):
     dataset_dir = "caltech-101"
+    template = "a photo of a {}."
     image_dir = "101_ObjectCategories"
     split_file = "split_zhou_Caltech101.json"
 
     def create_split(self) -> Tuple[List[Datum], List[Datum], List[Datum]]:
-        require_raw_files(self, [type(self).image_dir])
+        self.require_raw_files([type(self).image_dir])
         return read_and_split_data(self.image_dir, ignored=IGNORED_CATEGORIES, new_cnames=NEW_CNAMES)

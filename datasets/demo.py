@@ -1,6 +1,7 @@
 """A synthetic colour-and-shape dataset generated on first use under
 ``DATASET.ROOT/demo``: the built-in demo needs no download."""
 import os.path as osp
+from typing import List
 
 from mmrl.dassl.data.datasets import DATASET_REGISTRY
 from mmrl.data.benchmark import BenchmarkDataset
@@ -9,10 +10,16 @@ from mmrl.demo.images import DEMO_SPLIT_FILE, make_demo_images
 
 @DATASET_REGISTRY.register()
 class SyntheticDemo(BenchmarkDataset):
-    # The prompt template is the table's default, "a photo of a {}."
     dataset_dir = "demo"
+    template = "a photo of a {}."
     image_dir = "images"
     split_file = DEMO_SPLIT_FILE
+    # Generated on first use: it needs nothing on disk, and the checker skips it unless asked.
+    check_by_default = False
+
+    @classmethod
+    def required_paths(cls, cfg) -> List[str]:
+        return []
 
     def __init__(self, cfg) -> None:
         target = type(self).folder(cfg)

@@ -5,15 +5,15 @@ from typing import List, Tuple
 
 from mmrl.dassl.data.datasets import DATASET_REGISTRY, Datum
 from mmrl.data.benchmark import BenchmarkDataset, read_and_split_data
-from mmrl.data.check import DatasetLayout, require_raw_files
 
 
 @DATASET_REGISTRY.register()
-class DescribableTextures(DatasetLayout, BenchmarkDataset):
+class DescribableTextures(BenchmarkDataset):
     dataset_dir = "dtd"
+    template = "{} texture."
     image_dir = "images"
     split_file = "split_zhou_DescribableTextures.json"
 
     def create_split(self) -> Tuple[List[Datum], List[Datum], List[Datum]]:
-        require_raw_files(self, [type(self).image_dir])
+        self.require_raw_files([type(self).image_dir])
         return read_and_split_data(self.image_dir)

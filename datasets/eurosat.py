@@ -5,7 +5,6 @@ from typing import List, Tuple
 
 from mmrl.dassl.data.datasets import DATASET_REGISTRY, Datum
 from mmrl.data.benchmark import BenchmarkDataset, read_and_split_data
-from mmrl.data.check import DatasetLayout, require_raw_files
 
 NEW_CNAMES = {
     "AnnualCrop": "Annual Crop Land",
@@ -22,11 +21,12 @@ NEW_CNAMES = {
 
 
 @DATASET_REGISTRY.register()
-class EuroSAT(DatasetLayout, BenchmarkDataset):
+class EuroSAT(BenchmarkDataset):
     dataset_dir = "eurosat"
+    template = "a centered satellite photo of {}."
     image_dir = "2750"
     split_file = "split_zhou_EuroSAT.json"
 
     def create_split(self) -> Tuple[List[Datum], List[Datum], List[Datum]]:
-        require_raw_files(self, [type(self).image_dir])
+        self.require_raw_files([type(self).image_dir])
         return read_and_split_data(self.image_dir, new_cnames=NEW_CNAMES)

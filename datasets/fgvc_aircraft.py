@@ -5,15 +5,15 @@ import os
 from typing import Dict, List, Tuple
 
 from mmrl.dassl.data.datasets import DATASET_REGISTRY, Datum
-from mmrl.data.benchmark import BenchmarkDataset
-from mmrl.data.check import DatasetLayout, read_text_lines
+from mmrl.data.benchmark import BenchmarkDataset, read_text_lines
 
 SPLIT_FILES = ("images_variant_train.txt", "images_variant_val.txt", "images_variant_test.txt")
 
 
 @DATASET_REGISTRY.register()
-class FGVCAircraft(DatasetLayout, BenchmarkDataset):
+class FGVCAircraft(BenchmarkDataset):
     dataset_dir = "fgvc_aircraft"
+    template = "a photo of a {}, a type of aircraft."
     image_dir = "images"
     split_file = ""
 

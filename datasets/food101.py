@@ -4,15 +4,15 @@ from typing import List, Tuple
 
 from mmrl.dassl.data.datasets import DATASET_REGISTRY, Datum
 from mmrl.data.benchmark import BenchmarkDataset, read_and_split_data
-from mmrl.data.check import DatasetLayout, require_raw_files
 
 
 @DATASET_REGISTRY.register()
-class Food101(DatasetLayout, BenchmarkDataset):
+class Food101(BenchmarkDataset):
     dataset_dir = "food-101"
+    template = "a photo of {}, a type of food."
     image_dir = "images"
     split_file = "split_zhou_Food101.json"
 
     def create_split(self) -> Tuple[List[Datum], List[Datum], List[Datum]]:
-        require_raw_files(self, [type(self).image_dir])
+        self.require_raw_files([type(self).image_dir])
         return read_and_split_data(self.image_dir)

@@ -18,8 +18,7 @@ from typing import Dict, List, Optional, Tuple
 
 from mmrl.dassl.data.datasets import DATASET_REGISTRY, Datum, dataset_path
 from mmrl.dassl.utils import listdir_nohidden
-from mmrl.data.benchmark import BenchmarkDataset
-from mmrl.data.check import DATASETS_DOC, DatasetLayout, read_text_lines
+from mmrl.data.benchmark import DATASETS_DOC, BenchmarkDataset, draw_split, read_text_lines
 
 SPLIT_FILE = "split_image_folder.json"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -92,7 +91,7 @@ def classnames_path(cfg, folder: str) -> Optional[str]:
 
 
 @DATASET_REGISTRY.register()
-class ImageFolder(DatasetLayout, BenchmarkDataset):
+class ImageFolder(BenchmarkDataset):
     image_dir = ""
     split_file = SPLIT_FILE
     # Needs DATASET.FOLDER.DIR, so the checker looks at it only when asked.
@@ -146,18 +145,15 @@ class ImageFolder(DatasetLayout, BenchmarkDataset):
         )
         train, val, test = [], [], []
         for label, (class_folder, images) in enumerate(classes):
-            rng.shuffle(images)
-            n_train = round(len(images) * folder_cfg.P_TRAIN)
-            n_val = round(len(images) * folder_cfg.P_VAL)
-            if n_train < 1 or len(images) - n_train - n_val < 1:
+            parts = draw_split(images, (folder_cfg.P_TRAIN, folder_cfg.P_VAL), rng)
+            if not parts[0] or not parts[2]:
                 raise ValueError(
                     f"ImageFolder: class folder {os.path.join(self.dataset_dir, class_folder)} has {len(images)} "
                     f"images, too few for at least one train and one test image with P_TRAIN={folder_cfg.P_TRAIN}, "
                     f"P_VAL={folder_cfg.P_VAL}; add images or change DATASET.FOLDER.P_TRAIN / P_VAL"
                 )
             classname = names.get(class_folder, class_folder)
-            paths = [os.path.join(self.dataset_dir, class_folder, f) for f in images]
-            for target, chunk in ((train, paths[:n_train]), (val, paths[n_train:n_train + n_val]),
-                                  (test, paths[n_train + n_val:])):
-                target.extend(Datum(impath=p, label=label, classname=classname) for p in chunk)
+            for target, chunk in zip((train, val, test), parts):
+                target.extend(Datum(impath=os.path.join(self.dataset_dir, class_folder, f), label=label,
+                                    classname=classname) for f in chunk)
         return train, val, test

@@ -19,8 +19,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from mmrl.dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum, dump_datum_pickle, load_pickle
 from mmrl.dassl.utils import atomic_write, listdir_nohidden
-from mmrl.data.benchmark import BenchmarkDataset
-from mmrl.data.check import DATASETS_DOC, DatasetLayout
+from mmrl.data.benchmark import DATASETS_DOC, BenchmarkDataset, DatasetLayout
 
 IMAGENET_NUM_CLASSES = 1000
 CLASSNAMES_FILE = "classnames.txt"
@@ -118,8 +117,9 @@ def read_wnid_folders(
 
 
 @DATASET_REGISTRY.register()
-class ImageNet(DatasetLayout, BenchmarkDataset):
+class ImageNet(BenchmarkDataset):
     dataset_dir = "imagenet"
+    template = "a photo of a {}."
     image_dir = "images"
     split_file = ""
     fewshot_val = False
@@ -177,6 +177,8 @@ class ImageNetVariant(DatasetLayout, DatasetBase):
     dataset_dir: str = ""
     image_dir: str = ""
     split_file = ""
+    # The variants are scored with ImageNet's prompt.
+    template = ImageNet.template
 
     def __init__(self, cfg) -> None:
         self.cfg = cfg

@@ -10,7 +10,8 @@ from typing import List
 
 from mmrl.dassl.data.datasets import DATASET_REGISTRY, Datum
 from mmrl.dassl.utils import listdir_nohidden
-from mmrl.data.check import DATASETS_DOC
+
+from mmrl.data.benchmark import DATASETS_DOC
 
 from .imagenet import ImageNetVariant
 

@@ -2,26 +2,25 @@
 ``oxford_flowers/split_zhou_OxfordFlowers.json``. Without the split file, ``imagelabels.mat``
 (needs scipy) and ``cat_to_name.json`` are read and a 50/20/30 split is drawn per class."""
 import os
-import random
 from collections import defaultdict
 from typing import Dict, List, Tuple
 
 from mmrl.dassl.data.datasets import DATASET_REGISTRY, Datum
 from mmrl.dassl.utils import read_json
-from mmrl.data.benchmark import BenchmarkDataset
-from mmrl.data.check import DatasetLayout, require_raw_files
+from mmrl.data.benchmark import BenchmarkDataset, draw_split
 
 from .stanford_cars import load_mat
 
 
 @DATASET_REGISTRY.register()
-class OxfordFlowers(DatasetLayout, BenchmarkDataset):
+class OxfordFlowers(BenchmarkDataset):
     dataset_dir = "oxford_flowers"
+    template = "a photo of a {}, a type of flower."
     image_dir = "jpg"
     split_file = "split_zhou_OxfordFlowers.json"
 
     def create_split(self) -> Tuple[List[Datum], List[Datum], List[Datum]]:
-        require_raw_files(self, ["cat_to_name.json", "imagelabels.mat"])
+        self.require_raw_files(["cat_to_name.json", "imagelabels.mat"])
         names_file = os.path.join(self.dataset_dir, "cat_to_name.json")
         lab2cname: Dict[str, str] = read_json(names_file)
         labels = load_mat(os.path.join(self.dataset_dir, "imagelabels.mat"))["labels"][0]
@@ -33,17 +32,10 @@ class OxfordFlowers(DatasetLayout, BenchmarkDataset):
         train, val, test = [], [], []
         # Labels in file order and the global random stream, so the draw matches the lineage's.
         for label, impaths in by_label.items():
-            random.shuffle(impaths)
-            n_train = round(len(impaths) * 0.5)
-            n_val = round(len(impaths) * 0.2)
-            if min(n_train, n_val, len(impaths) - n_train - n_val) <= 0:
+            parts = draw_split(impaths, (0.5, 0.2))
+            if not all(parts):
                 raise ValueError(f"OxfordFlowers: class {label} has too few images ({len(impaths)}) to split")
             classname = lab2cname[str(label)]
-
-            def make(paths: List[str]) -> List[Datum]:
-                return [Datum(impath=p, label=label - 1, classname=classname) for p in paths]
-
-            train += make(impaths[:n_train])
-            val += make(impaths[n_train:n_train + n_val])
-            test += make(impaths[n_train + n_val:])
+            for split, paths in zip((train, val, test), parts):
+                split.extend(Datum(impath=p, label=label - 1, classname=classname) for p in paths)
         return train, val, test

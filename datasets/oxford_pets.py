@@ -5,8 +5,7 @@ import os
 from typing import List, Tuple
 
 from mmrl.dassl.data.datasets import DATASET_REGISTRY, Datum
-from mmrl.data.benchmark import BenchmarkDataset, split_trainval
-from mmrl.data.check import DatasetLayout, read_text_lines, require_raw_files
+from mmrl.data.benchmark import BenchmarkDataset, read_text_lines, split_trainval
 
 
 def breed_name(image_name: str) -> str:
@@ -16,8 +15,9 @@ def breed_name(image_name: str) -> str:
 
 
 @DATASET_REGISTRY.register()
-class OxfordPets(DatasetLayout, BenchmarkDataset):
+class OxfordPets(BenchmarkDataset):
     dataset_dir = "oxford_pets"
+    template = "a photo of a {}, a type of pet."
     image_dir = "images"
     split_file = "split_zhou_OxfordPets.json"
     anno_dir = "annotations"
@@ -44,7 +44,7 @@ class OxfordPets(DatasetLayout, BenchmarkDataset):
         return items
 
     def create_split(self) -> Tuple[List[Datum], List[Datum], List[Datum]]:
-        require_raw_files(self, [os.path.join(self.anno_dir, f) for f in ("trainval.txt", "test.txt")])
+        self.require_raw_files([os.path.join(self.anno_dir, f) for f in ("trainval.txt", "test.txt")])
         trainval = self.read_annotations("trainval.txt")
         test = self.read_annotations("test.txt")
         train, val = split_trainval(trainval)

@@ -6,8 +6,7 @@ import os
 from typing import List, Tuple
 
 from mmrl.dassl.data.datasets import DATASET_REGISTRY, Datum
-from mmrl.data.benchmark import BenchmarkDataset, split_trainval
-from mmrl.data.check import DATASETS_DOC, DatasetLayout, require_raw_files
+from mmrl.data.benchmark import DATASETS_DOC, BenchmarkDataset, split_trainval
 
 
 def year_first(name: str) -> str:
@@ -31,8 +30,9 @@ def load_mat(path: str) -> dict:
 
 
 @DATASET_REGISTRY.register()
-class StanfordCars(DatasetLayout, BenchmarkDataset):
+class StanfordCars(BenchmarkDataset):
     dataset_dir = "stanford_cars"
+    template = "a photo of a {}."
     image_dir = ""
     split_file = "split_zhou_StanfordCars.json"
     split_prefix = "dataset"
@@ -58,7 +58,7 @@ class StanfordCars(DatasetLayout, BenchmarkDataset):
         return items
 
     def create_split(self) -> Tuple[List[Datum], List[Datum], List[Datum]]:
-        require_raw_files(self, [os.path.join("devkit", "cars_meta.mat"), os.path.join("devkit", "cars_train_annos.mat"),
+        self.require_raw_files([os.path.join("devkit", "cars_meta.mat"), os.path.join("devkit", "cars_train_annos.mat"),
                                  "cars_test_annos_withlabels.mat"])
         meta = os.path.join(self.dataset_dir, "devkit", "cars_meta.mat")
         trainval = self.read_annotations(

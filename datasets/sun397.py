@@ -6,8 +6,7 @@ import os
 from typing import Dict, List, Tuple
 
 from mmrl.dassl.data.datasets import DATASET_REGISTRY, Datum
-from mmrl.data.benchmark import BenchmarkDataset, split_trainval
-from mmrl.data.check import DatasetLayout, read_text_lines, require_raw_files
+from mmrl.data.benchmark import BenchmarkDataset, read_text_lines, split_trainval
 
 
 def readable_name(category: str) -> str:
@@ -17,8 +16,9 @@ def readable_name(category: str) -> str:
 
 
 @DATASET_REGISTRY.register()
-class SUN397(DatasetLayout, BenchmarkDataset):
+class SUN397(BenchmarkDataset):
     dataset_dir = "sun397"
+    template = "a photo of a {}."
     image_dir = "SUN397"
     split_file = "split_zhou_SUN397.json"
 
@@ -42,7 +42,7 @@ class SUN397(DatasetLayout, BenchmarkDataset):
         return items
 
     def create_split(self) -> Tuple[List[Datum], List[Datum], List[Datum]]:
-        require_raw_files(self, ["ClassName.txt", "Training_01.txt", "Testing_01.txt"])
+        self.require_raw_files(["ClassName.txt", "Training_01.txt", "Testing_01.txt"])
         classname_file = os.path.join(self.dataset_dir, "ClassName.txt")
         categories = [line.lstrip("/") for _, line in read_text_lines(classname_file, "SUN397 class list")]
         cname2lab = {c: i for i, c in enumerate(categories)}

@@ -6,8 +6,7 @@ import re
 from typing import Dict, List, Tuple
 
 from mmrl.dassl.data.datasets import DATASET_REGISTRY, Datum
-from mmrl.data.benchmark import BenchmarkDataset, split_trainval
-from mmrl.data.check import DatasetLayout, read_text_lines, require_raw_files
+from mmrl.data.benchmark import BenchmarkDataset, read_text_lines, split_trainval
 
 _CAMEL_WORD = re.compile(r"[A-Z][^A-Z]*")
 
@@ -18,8 +17,9 @@ def split_camel_case(action: str) -> str:
 
 
 @DATASET_REGISTRY.register()
-class UCF101(DatasetLayout, BenchmarkDataset):
+class UCF101(BenchmarkDataset):
     dataset_dir = "ucf101"
+    template = "a photo of a person doing {}."
     image_dir = "UCF-101-midframes"
     split_file = "split_zhou_UCF101.json"
     list_dir = "ucfTrainTestlist"
@@ -45,7 +45,7 @@ class UCF101(DatasetLayout, BenchmarkDataset):
         return items
 
     def create_split(self) -> Tuple[List[Datum], List[Datum], List[Datum]]:
-        require_raw_files(self, [os.path.join(self.list_dir, f) for f in ("classInd.txt", "trainlist01.txt", "testlist01.txt")])
+        self.require_raw_files([os.path.join(self.list_dir, f) for f in ("classInd.txt", "trainlist01.txt", "testlist01.txt")])
         class_file = os.path.join(self.dataset_dir, self.list_dir, "classInd.txt")
         cname2lab = {}
         for lineno, line in read_text_lines(class_file, "UCF101 class index"):

@@ -23,7 +23,7 @@ def attention_calls(model, images, labels, device, autocast_dtype):
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
     with profile(activities=activities) as prof:
         with torch.autocast(device, dtype=autocast_dtype or torch.float16, enabled=autocast_dtype is not None):
-            loss = model.forward_train(images, labels, reg_weight=1.0)["loss"]
+            loss = model.forward_train(images, labels, reg_weight=1.0).loss
         loss.backward()
     return collections.Counter(e.name for e in prof.events())
 

@@ -11,7 +11,6 @@ from mmrl.dassl.config import get_cfg_default
 from mmrl.dassl.data import DataManager
 from mmrl.dassl.data.datasets import build_dataset
 from mmrl.demo.images import demo_classnames, make_demo_images, render_demo_image
-from mmrl.templates import template_for
 
 FIRST_TEN = [
     "red_circle", "green_square", "blue_triangle", "yellow_cross", "purple_ring",
@@ -105,7 +104,7 @@ def test_dataset_flow_base_new_and_fewshot(demo_root, capsys):
     ds = build_dataset(demo_cfg(demo_root))
     assert (len(ds.train_x), len(ds.val), len(ds.test), ds.num_classes) == (120, 50, 70, 10)
     assert ds.classnames == FIRST_TEN
-    assert ds.template is None and template_for("SyntheticDemo") == "a photo of a {}."
+    assert ds.template == "a photo of a {}."
     assert "Generating" not in capsys.readouterr().out  # generated once, by the fixture
 
     base = build_dataset(demo_cfg(demo_root, subsample="base"))

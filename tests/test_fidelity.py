@@ -67,7 +67,7 @@ def test_reference_checkpoint_logits_match_the_reference_forward(mini_clip, vari
         ours = model.logits(images, model.text_features())
         theirs = reference_forward.logits_from_reference_state_dict(
             mini_clip, sd, tokenize(PROMPTS), images, LAYERS, alpha=0.7, beta=beta)
-    for name, a, b in zip(("logits", "logits_rep", "logits_fusion"), ours, theirs):
+    for name, a, b in zip(("logits", "logits_rep", "logits_fusion"), (ours.logits_c, ours.logits_r, ours.logits_fused), theirs):
         assert (a - b).abs().max() < 1e-4, name
     # The check has teeth: the representation branch moves the logits well beyond the tolerance.
     assert (theirs[0] - theirs[1]).abs().max() > 1e-2

@@ -80,24 +80,30 @@ def test_forward_train_is_consistent(mini_clip, images):
     model = make(mini_clip, alpha=0.7)
     labels = torch.tensor([2, 0])
     out = model.forward_train(images, labels, reg_weight=3.0)
-    assert set(out) == {"loss", "logits_c", "logits_r", "logits_fused"}
     with torch.no_grad():
         w = model.text_features()
         f_c, f_r = model.image_features(images)
         f_zs = F.normalize(mini_clip.encode_image(images), dim=-1)
-    assert torch.allclose(out["logits_c"], 100 * f_c @ w.t(), atol=1e-4, rtol=0)
-    assert torch.allclose(out["logits_r"], 100 * f_r @ w.t(), atol=1e-4, rtol=0)
-    assert torch.allclose(out["logits_fused"], 0.7 * out["logits_c"] + 0.3 * out["logits_r"], atol=1e-5, rtol=0)
-    ce = 0.7 * F.cross_entropy(out["logits_c"], labels) + 0.3 * F.cross_entropy(out["logits_r"], labels)
+    assert torch.allclose(out.logits_c, 100 * f_c @ w.t(), atol=1e-4, rtol=0)
+    assert torch.allclose(out.logits_r, 100 * f_r @ w.t(), atol=1e-4, rtol=0)
+    assert torch.allclose(out.logits_fused, 0.7 * out.logits_c + 0.3 * out.logits_r, atol=1e-5, rtol=0)
+    assert torch.allclose(out.image_features_c, f_c, atol=1e-6, rtol=0)
+    assert torch.allclose(out.text_features, w, atol=1e-6, rtol=0)
+    ce = 0.7 * F.cross_entropy(out.logits_c, labels) + 0.3 * F.cross_entropy(out.logits_r, labels)
     reg = 3.0 * (1 - F.cosine_similarity(f_c, f_zs).mean()) + 3.0 * (1 - F.cosine_similarity(w, model.w_zs).mean())
-    assert out["loss"].item() == pytest.approx((ce + reg).item(), abs=1e-5)
+    assert out.loss.item() == pytest.approx((ce + reg).item(), abs=1e-5)
     logits = model.logits(images, w)
-    assert all(torch.allclose(a, b, atol=1e-4, rtol=0) for a, b in zip(logits, (out["logits_c"], out["logits_r"], out["logits_fused"])))
+    assert logits.loss is None
+    for name in ("logits_c", "logits_r", "logits_fused", "image_features_r"):
+        assert torch.allclose(getattr(logits, name), getattr(out, name), atol=1e-4, rtol=0), name
+    assert torch.equal(logits.scored("fused"), logits.logits_fused) and torch.equal(logits.scored("class"), logits.logits_c)
+    with pytest.raises(ValueError, match="'fused' or 'class'"):
+        logits.scored("rep")
 
 
 def test_every_learner_tensor_gets_a_gradient(mini_clip, images):
     model = make(mini_clip)
-    model.forward_train(images, torch.tensor([0, 1]), reg_weight=1.0)["loss"].backward()
+    model.forward_train(images, torch.tensor([0, 1]), reg_weight=1.0).loss.backward()
     for name, p in model.learner.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
     assert all(p.grad is None for p in mini_clip.parameters())
@@ -109,7 +115,7 @@ def test_recomputing_blocks_gives_the_same_loss_and_gradients(mini_clip, images)
     for recompute in (False, True):
         model = make(mini_clip)
         model.recompute = recompute
-        loss = model.forward_train(images, labels, reg_weight=1.0)["loss"]
+        loss = model.forward_train(images, labels, reg_weight=1.0).loss
         loss.backward()
         grads.append((loss.detach(), {n: p.grad.clone() for n, p in model.learner.named_parameters()}))
     (loss_a, grads_a), (loss_b, grads_b) = grads
@@ -144,10 +150,11 @@ def test_trainable_state_dict_round_trip(mini_clip, images):
     a = make(mini_clip, seed=1)
     b = make(mini_clip, seed=2)
     with torch.no_grad():
-        before = b.logits(images, b.text_features())[2]
+        before = b.logits(images, b.text_features()).logits_fused
         b.load_trainable_state_dict(a.trainable_state_dict())
-        assert torch.equal(b.logits(images, b.text_features())[2], a.logits(images, a.text_features())[2])
-        assert not torch.equal(before, a.logits(images, a.text_features())[2])
+        after = a.logits(images, a.text_features()).logits_fused
+        assert torch.equal(b.logits(images, b.text_features()).logits_fused, after)
+        assert not torch.equal(before, after)
 
 
 @pytest.mark.parametrize("other", [dict(k=4), dict(rep_dim=8)])

@@ -1,5 +1,6 @@
 """The MMRL and MMRL++ trainers on the demo: training, decoupled inference, checkpoints, evaluation."""
 import os
+from dataclasses import replace
 
 import pytest
 import torch
@@ -105,16 +106,20 @@ def test_new_classes_are_scored_with_class_logits(trained, root, tmp_path):
     evaluator.load_model(str(out))
     evaluator.set_model_mode("eval")
     images = next(iter(evaluator.test_loader))["img"]
-    evaluator._scored = "class"
-    evaluator._eval_text_features = None
+    context = evaluator.evaluation_context()
+    assert context.scored == "class"
     with torch.no_grad():
-        scored = evaluator.model_inference(images)
-        text = evaluator.model.text_features()
-        logits_c, logits_r, logits_fused = evaluator.model.logits(images, text)
+        scored = evaluator.model_inference(images, context)
+        out = evaluator.model.logits(images, evaluator.model.text_features())
     # Evaluation runs a batch in chunks of images, which only moves float rounding.
-    assert torch.allclose(scored, logits_c, atol=1e-5, rtol=0)
-    assert not torch.allclose(logits_c, logits_fused)
-    assert torch.allclose(logits_fused, 0.7 * logits_c + 0.3 * logits_r, atol=1e-4)
+    assert torch.allclose(scored, out.logits_c, atol=1e-5, rtol=0)
+    assert not torch.allclose(out.logits_c, out.logits_fused)
+    assert torch.allclose(out.logits_fused, 0.7 * out.logits_c + 0.3 * out.logits_r, atol=1e-4)
+    # The fused logits when the context says so; a context built on demand when none is given.
+    fused = replace(context, scored="fused")
+    with torch.no_grad():
+        assert torch.allclose(evaluator.model_inference(images, fused), out.logits_fused, atol=1e-4, rtol=0)
+        assert torch.equal(evaluator.model_inference(images), scored)
 
 
 def test_checkpoint_of_the_other_method_is_refused(trained, root, tmp_path):
@@ -187,6 +192,6 @@ def test_reference_checkpoint_gives_identical_logits(trained, root, tmp_path):
     with torch.no_grad():
         ours = trainer.model.logits(images, trainer.model.text_features())
         theirs = evaluator.model.logits(images, evaluator.model.text_features())
-    for a, b in zip(ours, theirs):
-        assert torch.equal(a, b)
+    for name in ("logits_c", "logits_r", "logits_fused"):
+        assert torch.equal(getattr(ours, name), getattr(theirs, name)), name
     assert evaluator.test() == pytest.approx(accuracy, abs=1e-9)

@@ -92,7 +92,7 @@ def test_beta_one_equals_mmrl_replacement(mini_clip, images):
     pp_beta0 = make(mini_clip, beta=0.0)
     with torch.no_grad():
         w = pp.text_features()
-        logits_pp = pp.logits(images, w)[2]
+        logits_pp = pp.logits(images, w).logits_fused
         text_tokens, visual_tokens = pp.learner()
         layer_index = [n - 1 for n in LAYERS]
         image, text = ImageTower(mini_clip.visual), TextTower(mini_clip)
@@ -104,23 +104,23 @@ def test_beta_one_equals_mmrl_replacement(mini_clip, images):
         f_r = F.normalize(image.token_feature(xi, K, pp.learner.rep_projection()), dim=-1)
         logits_replace = 0.7 * 100 * f_c @ w_replace.t() + 0.3 * 100 * f_r @ w_replace.t()
         assert torch.allclose(logits_pp, logits_replace, atol=1e-4, rtol=0)
-        assert not torch.allclose(pp_beta0.logits(images, pp_beta0.text_features())[2], logits_pp, atol=1e-3)
+        assert not torch.allclose(pp_beta0.logits(images, pp_beta0.text_features()).logits_fused, logits_pp, atol=1e-3)
 
 
 def test_beta_can_change_between_evaluations(mini_clip, images):
     model = make(mini_clip, beta=0.9)
     with torch.no_grad():
-        a = model.logits(images, model.text_features())[0]
+        a = model.logits(images, model.text_features()).logits_c
         model.beta = 0.2
-        b = model.logits(images, model.text_features())[0]
+        b = model.logits(images, model.text_features()).logits_c
         model.beta = 0.9
-        c = model.logits(images, model.text_features())[0]
+        c = model.logits(images, model.text_features()).logits_c
     assert not torch.allclose(a, b) and torch.equal(a, c)
 
 
 def test_gradients_reach_lora_factors(mini_clip, images):
     model = make(mini_clip)
-    model.forward_train(images, torch.tensor([0, 2]), reg_weight=1.0)["loss"].backward()
+    model.forward_train(images, torch.tensor([0, 2]), reg_weight=1.0).loss.backward()
     learner = model.learner
     # B starts at zero, so only B (not A) receives a gradient on the first step
     assert learner.proj_B.grad.abs().sum() > 0

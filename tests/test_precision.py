@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from tests.test_mmrl_trainer import make_trainer
+from trainers.mmrl import EvalContext
 
 PRECISIONS = ("fp32", "fp16", "amp", "bf16")
 # What each precision is designed to run: CLIP's weights, the activations of its blocks (a linear
@@ -69,9 +70,9 @@ def all_test_images(trainer):
 
 def predictions_logits(trainer, images):
     trainer.set_model_mode("eval")
-    trainer._scored, trainer._eval_text_features = "fused", None
     with torch.no_grad():
-        return trainer.model_inference(images).float().cpu()
+        context = EvalContext(trainer.evaluation_context().text_features, "fused")
+        return trainer.model_inference(images, context).float().cpu()
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +180,7 @@ def test_recompute_on_and_off_agree_under_amp_on_cuda(root, tmp_path):
         batch = next(iter(trainer.train_loader_x))
         image, label = trainer.parse_batch_train(batch)
         with trainer.autocast():
-            loss = trainer.model.forward_train(image, label, reg_weight=1.0)["loss"]
+            loss = trainer.model.forward_train(image, label, reg_weight=1.0).loss
         loss.backward()
         grads[choice] = (loss.item(), torch.cat([p.grad.flatten() for p in trainer.model.learner.parameters()]))
     assert grads["on"][0] == pytest.approx(grads["off"][0], abs=1e-3)

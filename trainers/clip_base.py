@@ -6,7 +6,6 @@ import torch
 
 from mmrl.dassl.engine import TrainerX
 from mmrl.model.clip_loader import MINI_BACKBONE, load_clip
-from mmrl.templates import class_prompts, template_for
 
 
 # Images per forward pass at evaluation. Test batches are large (250 in the method configs) and
@@ -26,6 +25,13 @@ def backbone_fingerprint(clip_model) -> str:
     for key in _FINGERPRINT_TENSORS:
         digest.update(state[key].detach().to("cpu", torch.float16).contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+def class_prompts(template: str, classnames: List[str]) -> List[str]:
+    """One prompt per class. Underscores become spaces, as in the reference."""
+    if "{}" not in template:
+        raise ValueError(f"prompt template {template!r} has no '{{}}' placeholder for the class name")
+    return [template.format(name.replace("_", " ")) for name in classnames]
 
 
 class CLIPTrainer(TrainerX):
@@ -67,8 +73,8 @@ class CLIPTrainer(TrainerX):
 
     @property
     def prompt_template(self) -> str:
-        # A dataset may carry its own template (the generic folder dataset does); the rest use the table.
-        return getattr(self.dm.dataset, "template", None) or template_for(self.cfg.DATASET.NAME)
+        """The dataset's own prompt template."""
+        return self.dm.dataset.template
 
     def class_prompts(self) -> List[str]:
         return class_prompts(self.prompt_template, self.dm.dataset.classnames)

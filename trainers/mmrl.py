@@ -5,6 +5,7 @@ Only the learner (representation tokens, their maps and the representation proje
 with the engine, so checkpoints hold the trainable tensors and nothing of CLIP.
 """
 import os
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -44,6 +45,15 @@ def scored_logits(task: str, subsample: str, dataset: str, source_dataset: str) 
     if task == "CD":
         return "fused" if dataset == source_dataset else "class"
     raise ValueError(f"TASK must be one of B2N, FS, CD, got {task!r}")
+
+
+@dataclass(frozen=True)
+class EvalContext:
+    """One evaluation's shared inputs: the learned text features, computed once for it, and
+    which logits it scores."""
+
+    text_features: torch.Tensor  # [C, d]
+    scored: str  # "fused" | "class"
 
 
 @TRAINER_REGISTRY.register()
@@ -134,32 +144,26 @@ class MMRL(CLIPTrainer):
         image, label = self.parse_batch_train(batch)
         with self.autocast():
             out = self.model.forward_train(image, label, reg_weight=self.method_cfg.REG_WEIGHT)
-        loss = out["loss"]
-        self.model_backward_and_update(loss)
-        summary = {"loss": loss.item(), "acc": compute_accuracy(out["logits_fused"], label)[0].item()}
+        self.model_backward_and_update(out.loss)
+        summary = {"loss": out.loss.item(), "acc": compute_accuracy(out.logits_fused, label)[0].item()}
         if (self.batch_idx + 1) == self.num_batches:
             self.update_lr()
         return summary
 
     # ---- evaluation -----------------------------------------------------------------------------
-    def test(self, split=None):
+    def evaluation_context(self) -> EvalContext:
         # Text features depend only on the learner: computed once per evaluation, dropped after it.
-        self._eval_text_features: Optional[torch.Tensor] = None
         which = scored_logits(self.cfg.TASK, self.cfg.DATASET.SUBSAMPLE_CLASSES, self.cfg.DATASET.NAME,
                               self.source_dataset)
         print(f"Scoring the {which} logits (TASK {self.cfg.TASK})")
-        self._scored = which
-        try:
-            return super().test(split)
-        finally:
-            self._eval_text_features = None
+        with torch.no_grad(), self.autocast():
+            return EvalContext(self.model.text_features(), which)
 
-    def model_inference(self, image):
+    def model_inference(self, image, context: Optional[EvalContext] = None):
+        context = context or self.evaluation_context()
         with self.autocast():
-            if self._eval_text_features is None:
-                self._eval_text_features = self.model.text_features()
-            index = 2 if self._scored == "fused" else 0  # (logits_c, logits_r, logits_fused)
-            logits = self.in_chunks(lambda x: self.model.logits(x, self._eval_text_features)[index], image)
+            logits = self.in_chunks(lambda x: self.model.logits(x, context.text_features).scored(context.scored),
+                                    image)
         return logits.float()
 
     # ---- loading --------------------------------------------------------------------------------

@@ -7,11 +7,12 @@ same images.
 """
 import json
 import math
+import os
 import os.path as osp
 import pickle
 import random
 from collections import defaultdict
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar
 
 from mmrl.cache import dataset_cache_dir
 from mmrl.dassl.data.datasets import (
@@ -25,8 +26,12 @@ from mmrl.dassl.data.datasets import (
 from mmrl.dassl.utils import atomic_write, listdir_nohidden, mkdir_if_missing, read_json
 
 __all__ = [
+    "DATASETS_DOC",
     "BenchmarkDataset",
+    "DatasetLayout",
+    "draw_split",
     "load_or_create_fewshot",
+    "read_text_lines",
     "read_and_split_data",
     "read_split",
     "save_split",
@@ -35,6 +40,48 @@ __all__ = [
 ]
 
 Split = Tuple[List[Datum], List[Datum], List[Datum]]
+T = TypeVar("T")
+
+DATASETS_DOC = "DATASETS.md"
+
+
+def read_text_lines(path: str, what: str) -> List[Tuple[int, str]]:
+    """Non-empty stripped lines of a dataset's text file with their 1-based line numbers;
+    a missing file is reported with what it is and where the instructions are."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f"{path} is missing ({what}); see {DATASETS_DOC} for the expected layout")
+    with open(path, encoding="utf-8") as f:
+        lines = [(n, line.strip()) for n, line in enumerate(f, start=1)]
+    return [(n, line) for n, line in lines if line]
+
+
+class DatasetLayout:
+    """What a dataset class tells the data-root checker (``python -m mmrl.data.check``) about its
+    files. Carried by the dataset base classes (BenchmarkDataset, ImageNet's variants); the
+    defaults fit the datasets whose split comes from a ``split_zhou_*.json`` file next to an
+    image folder, and the others override them."""
+
+    # Set by the dataset class (the benchmark base class gives the defaults).
+    dataset_dir: str
+    image_dir: str
+    split_file: str
+    # Datasets listed when the checker is run without --dataset.
+    check_by_default: bool = True
+
+    @classmethod
+    def required_paths(cls, cfg) -> List[str]:
+        """Paths that must exist under ``cfg.DATASET.ROOT`` before the dataset can be built, in
+        the order the checker reports the first missing one."""
+        folder = cls.folder(cfg)
+        paths = [folder, osp.join(folder, cls.image_dir)]
+        if getattr(cls, "split_file", ""):
+            paths.append(osp.join(folder, cls.split_file))
+        return paths
+
+    @classmethod
+    def layout_problem(cls, cfg) -> Optional[str]:
+        """A known broken layout, explained, or None. Only called once every required path exists."""
+        return None
 
 
 def read_split(filepath: str, path_prefix: str) -> Split:
@@ -99,6 +146,20 @@ def save_split(
     print(f"Saved split to {filepath}")
 
 
+def draw_split(items: List[T], fractions: Sequence[float], rng: Any = random) -> List[List[T]]:
+    """One class's items shuffled in place with ``rng`` (the global ``random`` by default, as the
+    lineage draws), then cut into consecutive parts of ``round(n * f)`` items for each fraction,
+    and the rest as the last part: the per-class split every dataset draws."""
+    rng.shuffle(items)
+    parts, start = [], 0
+    for fraction in fractions:
+        count = round(len(items) * fraction)
+        parts.append(items[start:start + count])
+        start += count
+    parts.append(items[start:])
+    return parts
+
+
 def split_trainval(trainval: Sequence[Datum], p_val: float = 0.2) -> Tuple[List[Datum], List[Datum]]:
     """Per label (first-appearance order), shuffle with the global ``random`` and move
     ``round(n * p_val)`` items to val."""
@@ -110,14 +171,13 @@ def split_trainval(trainval: Sequence[Datum], p_val: float = 0.2) -> Tuple[List[
 
     train, val = [], []
     for label, idxs in tracker.items():
-        n_val = round(len(idxs) * p_val)
-        if n_val <= 0:
+        val_idxs, train_idxs = draw_split(idxs, (p_val,))
+        if not val_idxs:
             raise ValueError(
                 f"Label {label} has {len(idxs)} train+val items: too few to hold out {p_val:.0%} for val"
             )
-        random.shuffle(idxs)
-        for n, idx in enumerate(idxs):
-            (val if n < n_val else train).append(trainval[idx])
+        val.extend(trainval[i] for i in val_idxs)
+        train.extend(trainval[i] for i in train_idxs)
     return train, val
 
 
@@ -148,22 +208,17 @@ def read_and_split_data(
     for label, category in enumerate(categories):
         category_dir = osp.join(image_dir, category)
         images = [osp.join(category_dir, im) for im in listdir_nohidden(category_dir)]
-        random.shuffle(images)
-        n_total = len(images)
-        n_train = round(n_total * p_trn)
-        n_val = round(n_total * p_val)
-        n_test = n_total - n_train - n_val
-        if n_train <= 0 or n_val <= 0 or n_test <= 0:
+        parts = draw_split(images, (p_trn, p_val))
+        if not all(parts):
             raise ValueError(
-                f"Category folder {category_dir} has {n_total} images: too few for a "
-                f"{p_trn:.0%}/{p_val:.0%}/{p_tst:.0%} split (got {n_train}/{n_val}/{n_test})"
+                f"Category folder {category_dir} has {len(images)} images: too few for a "
+                f"{p_trn:.0%}/{p_val:.0%}/{p_tst:.0%} split (got {'/'.join(str(len(p)) for p in parts)})"
             )
         classname = category
         if new_cnames is not None and category in new_cnames:
             classname = new_cnames[category]
-        train.extend(Datum(impath=p, label=label, classname=classname) for p in images[:n_train])
-        val.extend(Datum(impath=p, label=label, classname=classname) for p in images[n_train:n_train + n_val])
-        test.extend(Datum(impath=p, label=label, classname=classname) for p in images[n_train + n_val:])
+        for split, paths in zip((train, val, test), parts):
+            split.extend(Datum(impath=p, label=label, classname=classname) for p in paths)
     return train, val, test
 
 
@@ -250,7 +305,7 @@ def load_or_create_fewshot(
     return train, val
 
 
-class BenchmarkDataset(DatasetBase):
+class BenchmarkDataset(DatasetLayout, DatasetBase):
     """The common flow of the lineage's benchmark datasets.
 
     split file -> few-shot cache (before subsampling, so all/base/new runs share
@@ -329,6 +384,19 @@ class BenchmarkDataset(DatasetBase):
         train, val, test = self.create_split()
         save_split(train, val, test, self.split_path, self.path_prefix)
         return train, val, test
+
+    def require_raw_files(self, relpaths: Sequence[str]) -> None:
+        """Before drawing a new split from the raw files: when they are missing too, say first
+        that the published split file is missing, since that is what the benchmark needs."""
+        for relpath in relpaths:
+            path = osp.join(self.dataset_dir, relpath)
+            if osp.isfile(path) or (osp.isdir(path) and os.listdir(path)):
+                continue
+            raise FileNotFoundError(
+                f"{type(self).__name__}: split file {self.split_path} not found, and {path} (needed to draw "
+                f"a new split instead) is missing or empty. Download {osp.basename(self.split_path)} into "
+                f"{self.dataset_dir} as described in {DATASETS_DOC}; the published split keeps results comparable."
+            )
 
     def create_split(self) -> Split:
         raise FileNotFoundError(

@@ -2,9 +2,10 @@
 
     python -m mmrl.data.check --root DATA [--dataset NAME ...] [--folder DIR]
 
-Each dataset class knows its own layout (``DatasetLayout`` below); this module only
-iterates the registry, asks every class what it needs, and builds the dataset without
-few-shot sampling to count classes and images per split. Exit code 0 when every dataset
+Each dataset class knows its own layout (``required_paths`` and ``layout_problem``, from
+:class:`mmrl.data.benchmark.DatasetLayout`, which the dataset base classes carry); this module is
+only the command line above them: it iterates the registry, asks every class what it needs, and
+builds the dataset without few-shot sampling to count classes and images per split. Exit code 0 when every dataset
 asked for is present and readable, 1 otherwise.
 
 Building a dataset is what the first training run does too, so the check leaves behind
@@ -19,62 +20,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-
-DATASETS_DOC = "DATASETS.md"
-
-
-def read_text_lines(path: str, what: str) -> List[Tuple[int, str]]:
-    """Non-empty stripped lines of a dataset's text file with their 1-based line numbers;
-    a missing file is reported with what it is and where the instructions are."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} is missing ({what}); see {DATASETS_DOC} for the expected layout")
-    with open(path, encoding="utf-8") as f:
-        lines = [(n, line.strip()) for n, line in enumerate(f, start=1)]
-    return [(n, line) for n, line in lines if line]
-
-
-def require_raw_files(dataset, relpaths: Sequence[str]) -> None:
-    """Before a dataset draws a new split from its raw files: when they are missing too, say
-    first that the published split file is missing, since that is what the benchmark needs."""
-    for relpath in relpaths:
-        path = os.path.join(dataset.dataset_dir, relpath)
-        if os.path.isfile(path) or (os.path.isdir(path) and os.listdir(path)):
-            continue
-        raise FileNotFoundError(
-            f"{type(dataset).__name__}: split file {dataset.split_path} not found, and {path} (needed to draw "
-            f"a new split instead) is missing or empty. Download {os.path.basename(dataset.split_path)} into "
-            f"{dataset.dataset_dir} as described in {DATASETS_DOC}; the published split keeps results comparable."
-        )
-
-
-class DatasetLayout:
-    """What a dataset class tells the checker about its files.
-
-    Mixed into every benchmark dataset class. The defaults fit the datasets whose split comes
-    from a ``split_zhou_*.json`` file next to an image folder; the others override them.
-    """
-
-    # Set by the dataset class (the benchmark base class gives the defaults).
-    dataset_dir: str
-    image_dir: str
-    split_file: str
-    # Datasets listed when the checker is run without --dataset.
-    check_by_default: bool = True
-
-    @classmethod
-    def required_paths(cls, cfg) -> List[str]:
-        """Paths that must exist under ``cfg.DATASET.ROOT`` before the dataset can be built, in
-        the order the checker reports the first missing one."""
-        folder = cls.folder(cfg)
-        paths = [folder, os.path.join(folder, cls.image_dir)]
-        if getattr(cls, "split_file", ""):
-            paths.append(os.path.join(folder, cls.split_file))
-        return paths
-
-    @classmethod
-    def layout_problem(cls, cfg) -> Optional[str]:
-        """A known broken layout, explained, or None. Only called once every required path exists."""
-        return None
+from mmrl.data.benchmark import DATASETS_DOC, DatasetLayout
 
 
 @dataclass
@@ -224,8 +170,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run the imported module's main, so that the dataset classes and this run share one
-    # DatasetLayout class (under -m this file is also loaded as __main__).
-    from mmrl.data.check import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

@@ -1,4 +1,5 @@
 """Frozen CLIP with MMRL / MMRL++ representation tokens: features, logits and the training loss."""
+from dataclasses import dataclass, replace
 from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
@@ -12,6 +13,28 @@ from mmrl.model.towers import ClassGroups, ImageTower, TextTower
 
 # Logits use a fixed scale, not CLIP's learned logit_scale, as in the reference.
 LOGIT_SCALE = 100.0
+
+
+@dataclass(frozen=True)
+class RepresentationOutput:
+    """One forward of :class:`RepresentationCLIP`: both branches' logits, their fusion, and the
+    features they come from (all L2-normalised); ``loss`` only from :meth:`forward_train`."""
+
+    logits_c: torch.Tensor  # [B, C], class token vs text features
+    logits_r: torch.Tensor  # [B, C], representation tokens vs text features
+    logits_fused: torch.Tensor  # [B, C], alpha * logits_c + (1 - alpha) * logits_r
+    image_features_c: torch.Tensor  # [B, d], f_c
+    image_features_r: torch.Tensor  # [B, d], f_r
+    text_features: torch.Tensor  # [C, d], w
+    loss: Optional[torch.Tensor] = None  # scalar
+
+    def scored(self, which: str) -> torch.Tensor:
+        """The logits of decoupled inference: "fused" or "class" (class token only)."""
+        if which == "fused":
+            return self.logits_fused
+        if which == "class":
+            return self.logits_c
+        raise ValueError(f"scored logits must be 'fused' or 'class', got {which!r}")
 
 
 class RepresentationCLIP(nn.Module):
@@ -40,8 +63,7 @@ class RepresentationCLIP(nn.Module):
         self.arch = arch
         self.learner = build_learner(arch, clip_model)
         self.alpha = float(alpha)
-        # MMRL++'s PRC blend weight; MMRL always replaces. Mutable so evaluation can set a
-        # per-target value.
+        # MMRL++'s PRC blend weight; used only by a learner whose splice is "blend".
         self.beta = float(beta)
         # Trade time for memory: the blocks that carry tokens run again in backward.
         self.recompute = bool(recompute)
@@ -51,7 +73,7 @@ class RepresentationCLIP(nn.Module):
         self.layer_index = [layer - 1 for layer in arch.rep_layers]
         self.register_buffer("tokens", torch.zeros(0, 77, dtype=torch.long), persistent=False)
         self.register_buffer("eot_index", torch.zeros(0, dtype=torch.long), persistent=False)
-        self.register_buffer("text_lower", torch.zeros(0), persistent=False)  # [77, C, d_t]
+        self.register_buffer("text_lower", torch.zeros(0), persistent=False)  # [L, C, d_t], L <= 77 (trimmed)
         self.register_buffer("w_zs", torch.zeros(0), persistent=False)  # [C, d], L2-normalised
         # Class groups derived from text_lower, per class selection; rebuilt on set_prompts and
         # whenever the buffers move (device or dtype).
@@ -64,7 +86,9 @@ class RepresentationCLIP(nn.Module):
 
     @property
     def _blend(self) -> Optional[float]:
-        return self.beta if self.arch.variant == "MMRLpp" else None
+        # Tokens after the first insertion layer replace the previous outputs, or are blended
+        # with them (weight beta), as the learner's splice says.
+        return self.beta if self.learner.splice == "blend" else None
 
     @property
     def n_classes(self) -> int:
@@ -140,7 +164,7 @@ class RepresentationCLIP(nn.Module):
         f_c, f_r, _ = self._image_features(images, visual_tokens, with_zero_shot=False)
         return f_c, f_r
 
-    def _logits(self, f_c: torch.Tensor, f_r: torch.Tensor, w: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _output(self, f_c: torch.Tensor, f_r: torch.Tensor, w: torch.Tensor) -> RepresentationOutput:
         # Features, logits and the loss are fp32 in every precision: they cost [B, C] x d, and near
         # 100 half-precision numbers are 0.06 (fp16) or 0.5 (bf16) apart, which flips close
         # predictions. Autocast is off here, or it would run the matmuls in half precision again.
@@ -148,25 +172,22 @@ class RepresentationCLIP(nn.Module):
             f_c, f_r, w = f_c.float(), f_r.float(), w.float()
             logits_c = LOGIT_SCALE * f_c @ w.t()
             logits_r = LOGIT_SCALE * f_r @ w.t()
-        return logits_c, logits_r, self.alpha * logits_c + (1.0 - self.alpha) * logits_r
+        logits_fused = self.alpha * logits_c + (1.0 - self.alpha) * logits_r
+        return RepresentationOutput(logits_c, logits_r, logits_fused, f_c, f_r, w)
 
-    def logits(self, images: torch.Tensor, text_features: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(logits_c, logits_r, logits_fused), each [B, C], against precomputed text features."""
+    def logits(self, images: torch.Tensor, text_features: torch.Tensor) -> RepresentationOutput:
+        """Logits and features of ``images`` against precomputed text features [C, d]."""
         f_c, f_r = self.image_features(images)
-        return self._logits(f_c, f_r, text_features)
+        return self._output(f_c, f_r, text_features)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Fused logits [B, C] (text features recomputed)."""
-        return self.logits(images, self.text_features())[2]
-
-    def forward_train(self, images: torch.Tensor, labels: torch.Tensor, reg_weight: float) -> Dict[str, torch.Tensor]:
-        """One training forward: "loss", "logits_c", "logits_r", "logits_fused"."""
+    def forward_train(self, images: torch.Tensor, labels: torch.Tensor, reg_weight: float) -> RepresentationOutput:
+        """One training forward: the logits and features, and the loss."""
         text_tokens, visual_tokens = self.learner()
         w = self._text_features(text_tokens)
         f_c, f_r, f_zs = self._image_features(images, visual_tokens, with_zero_shot=True)
-        logits_c, logits_r, logits_fused = self._logits(f_c, f_r, w)
-        loss = mmrl_loss(logits_c, logits_r, f_c, f_zs, w, self.w_zs, labels, self.alpha, reg_weight)
-        return {"loss": loss, "logits_c": logits_c, "logits_r": logits_r, "logits_fused": logits_fused}
+        out = self._output(f_c, f_r, w)
+        loss = mmrl_loss(out.logits_c, out.logits_r, f_c, f_zs, w, self.w_zs, labels, self.alpha, reg_weight)
+        return replace(out, loss=loss)
 
     def trainable_state_dict(self) -> Dict[str, torch.Tensor]:
         """Exactly the learner's tensors (what a checkpoint holds)."""

@@ -26,6 +26,20 @@ _CONFIG_KEYS = {
 }
 
 
+def clip_widths(clip_model: nn.Module) -> Tuple[int, int, int]:
+    """(d_v, d_t, d): a CLIP's visual width, text width and joint embedding width."""
+    return (
+        clip_model.visual.conv1.weight.shape[0],
+        clip_model.ln_final.weight.shape[0],
+        clip_model.text_projection.shape[1],
+    )
+
+
+def clip_depth(clip_model: nn.Module) -> int:
+    """Blocks of the shallower tower: the highest insertion block both towers have."""
+    return min(len(clip_model.visual.transformer.resblocks), len(clip_model.transformer.resblocks))
+
+
 @dataclass(frozen=True)
 class RepArch:
     """What defines the shapes of a learner; saved with checkpoints so a model reloads as trained."""
@@ -99,18 +113,19 @@ class RepArch:
         res_lora_dim: int = 0,
     ) -> "RepArch":
         """The architecture for a given CLIP, its widths read from the model; layers validated."""
+        visual_width, text_width, embed_dim = clip_widths(clip_model)
         arch = cls(
             variant=variant,
             n_tokens=n_tokens,
             rep_layers=tuple(rep_layers),
             rep_dim=rep_dim,
-            visual_width=clip_model.visual.conv1.weight.shape[0],
-            text_width=clip_model.ln_final.weight.shape[0],
-            embed_dim=clip_model.text_projection.shape[1],
+            visual_width=visual_width,
+            text_width=text_width,
+            embed_dim=embed_dim,
             proj_lora_dim=proj_lora_dim if variant == "MMRLpp" else 0,
             res_lora_dim=res_lora_dim if variant == "MMRLpp" else 0,
         )
-        arch.check_layers(min(len(clip_model.visual.transformer.resblocks), len(clip_model.transformer.resblocks)))
+        arch.check_layers(clip_depth(clip_model))
         return arch
 
 
@@ -130,9 +145,13 @@ def _copies_of_one_linear(d_in: int, d_out: int, n: int) -> nn.ModuleList:
 class MMRLLearner(nn.Module):
     """MMRL: R, one independent Linear per insertion layer and modality, and P_v^r (d_v x d)."""
 
+    variant = "MMRL"
+    # At every insertion layer after the first, the tokens replace the previous token outputs.
+    splice = "replace"
+
     def __init__(self, arch: RepArch, proj: Optional[torch.Tensor] = None) -> None:
         super().__init__()
-        if arch.variant != "MMRL":
+        if arch.variant != self.variant:
             raise ValueError(f"MMRLLearner needs variant 'MMRL', got {arch.variant!r}")
         self.arch = arch
         n = len(arch.rep_layers)
@@ -181,9 +200,13 @@ class SharedResidualAligner(nn.Module):
 class MMRLppLearner(nn.Module):
     """MMRL++: R, SRRA maps per modality, and a low-rank update A @ B of CLIP's frozen proj."""
 
+    variant = "MMRLpp"
+    # PRC: after the first insertion layer, tokens are blended with the previous outputs (beta).
+    splice = "blend"
+
     def __init__(self, arch: RepArch, proj: torch.Tensor) -> None:
         super().__init__()
-        if arch.variant != "MMRLpp":
+        if arch.variant != self.variant:
             raise ValueError(f"MMRLppLearner needs variant 'MMRLpp', got {arch.variant!r}")
         if tuple(proj.shape) != (arch.visual_width, arch.embed_dim):
             raise ValueError(
@@ -210,20 +233,17 @@ class MMRLppLearner(nn.Module):
         return self.proj.to(self.proj_A.dtype) + self.proj_A @ self.proj_B
 
 
+LEARNERS = {cls.variant: cls for cls in (MMRLLearner, MMRLppLearner)}
+
+
 def build_learner(arch: RepArch, clip_model: nn.Module) -> nn.Module:
     """The learner of ``arch.variant`` for this CLIP (widths and layer range checked against it)."""
-    widths = (
-        clip_model.visual.conv1.weight.shape[0],
-        clip_model.ln_final.weight.shape[0],
-        clip_model.text_projection.shape[1],
-    )
+    widths = clip_widths(clip_model)
     if widths != (arch.visual_width, arch.text_width, arch.embed_dim):
         raise ValueError(
             f"the architecture's widths (visual {arch.visual_width}, text {arch.text_width}, embed {arch.embed_dim}) "
             f"do not match the CLIP backbone's (visual {widths[0]}, text {widths[1]}, embed {widths[2]}); "
             "the checkpoint was trained with another backbone"
         )
-    arch.check_layers(min(len(clip_model.visual.transformer.resblocks), len(clip_model.transformer.resblocks)))
-    if arch.variant == "MMRL":
-        return MMRLLearner(arch)
-    return MMRLppLearner(arch, clip_model.visual.proj)
+    arch.check_layers(clip_depth(clip_model))
+    return LEARNERS[arch.variant](arch, clip_model.visual.proj)

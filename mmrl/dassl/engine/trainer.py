@@ -669,12 +669,16 @@ class SimpleTrainer(TrainerBase):
             split = "test"
             data_loader = self.test_loader
 
+        context = self.evaluation_context()
         print(f"Evaluate on the *{split}* set")
 
         batches = self.readable_batches(data_loader)
         for batch in tqdm(batches, total=len(data_loader), file=sys.stderr, disable=None, desc=split):
             input, label = self.parse_batch_test(batch)
-            output = self.model_inference(input)
+            if context is None:
+                output = self.model_inference(input)
+            else:
+                output = self.model_inference(input, context)
             self.evaluator.process(output, label)
 
         results = self.evaluator.evaluate()
@@ -684,6 +688,12 @@ class SimpleTrainer(TrainerBase):
             self.write_scalar(f"{split}/{k}", v, self.epoch)
 
         return list(results.values())[0]
+
+    def evaluation_context(self) -> Any:
+        """What every batch of one evaluation shares (e.g. text features computed once for it),
+        built once per :meth:`test` in eval mode and handed to ``model_inference(input,
+        context)``; None, the default, keeps Dassl's ``model_inference(input)``."""
+        return None
 
     def model_inference(self, input: torch.Tensor) -> Any:
         return self.model(input)

@@ -7,7 +7,6 @@ from .base_dataset import (
     load_pickle,
     reroot_datums,
     report_short_classes,
-    split_dataset_by_domain,
     split_dataset_by_label,
 )
 from .build import DATASET_REGISTRY, build_dataset

@@ -10,8 +10,6 @@ import os
 import os.path as osp
 import pickle
 import random
-import tarfile
-import zipfile
 from collections import defaultdict
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -20,7 +18,6 @@ __all__ = [
     "DatasetBase",
     "generate_fewshot_dataset",
     "split_dataset_by_label",
-    "split_dataset_by_domain",
     "dump_datum_pickle",
     "load_pickle",
     "reroot_datums",
@@ -77,14 +74,6 @@ def split_dataset_by_label(data_source: Sequence[Datum]) -> Dict[int, List[Datum
     output: Dict[int, List[Datum]] = defaultdict(list)
     for item in data_source:
         output[item.label].append(item)
-    return output
-
-
-def split_dataset_by_domain(data_source: Sequence[Datum]) -> Dict[int, List[Datum]]:
-    """Group items by domain; groups are in first-appearance order, items keep source order."""
-    output: Dict[int, List[Datum]] = defaultdict(list)
-    for item in data_source:
-        output[item.domain].append(item)
     return output
 
 
@@ -260,13 +249,12 @@ class DatasetBase:
     """A dataset: lists of Datum for train_x, train_u, val and test.
 
     ``num_classes``, ``lab2cname`` and ``classnames`` are derived from train_x.
-    ``template`` optionally gives the dataset's prompt template; trainers fall
-    back to :func:`mmrl.templates.template_for` when it is None.
+    ``template`` is the prompt of the dataset's classes (``{}`` is the class name), which CLIP
+    trainers format class names through; each dataset declares its own.
     """
 
     dataset_dir: str = ""
-    domains: List[str] = []
-    template: Optional[str] = None
+    template: str = "a photo of a {}."
 
     @classmethod
     def folder(cls, cfg: Any) -> str:
@@ -332,47 +320,8 @@ class DatasetBase:
         mapping = {label: mapping[label] for label in labels}
         return mapping, [mapping[label] for label in labels]
 
-    def check_input_domains(self, source_domains: Sequence[str], target_domains: Sequence[str]) -> None:
-        if len(source_domains) == 0:
-            raise ValueError("DATASET.SOURCE_DOMAINS is empty")
-        if len(target_domains) == 0:
-            raise ValueError("DATASET.TARGET_DOMAINS is empty")
-        self.is_input_domain_valid(source_domains)
-        self.is_input_domain_valid(target_domains)
-
-    def is_input_domain_valid(self, input_domains: Sequence[str]) -> None:
-        for domain in input_domains:
-            if domain not in self.domains:
-                raise ValueError(f"Input domain must belong to {self.domains}, but got [{domain}]")
-
-    def download_data(self, url: str, dst: str, from_gdrive: bool = True) -> None:
-        """Download an archive (Google Drive via gdown) and extract it next to ``dst``."""
-        if not osp.exists(osp.dirname(dst)):
-            os.makedirs(osp.dirname(dst))
-        if not from_gdrive:
-            raise NotImplementedError("Only Google Drive downloads (gdown) are supported")
-        import gdown  # imported lazily: only needed when a dataset is downloaded
-
-        gdown.download(url, dst, quiet=False)
-        print("Extracting file ...")
-        if dst.endswith(".zip"):
-            with zipfile.ZipFile(dst, "r") as zf:
-                zf.extractall(osp.dirname(dst))
-        elif dst.endswith(".tar"):
-            with tarfile.open(dst, "r:") as tf:
-                tf.extractall(osp.dirname(dst))
-        elif dst.endswith(".tar.gz"):
-            with tarfile.open(dst, "r:gz") as tf:
-                tf.extractall(osp.dirname(dst))
-        else:
-            raise NotImplementedError(f"Cannot extract {dst}: only .zip, .tar and .tar.gz are supported")
-        print(f"File extracted to {osp.dirname(dst)}")
-
     def generate_fewshot_dataset(self, *data_sources: Sequence[Datum], num_shots: int = -1, repeat: bool = False):
         return generate_fewshot_dataset(*data_sources, num_shots=num_shots, repeat=repeat)
 
     def split_dataset_by_label(self, data_source: Sequence[Datum]) -> Dict[int, List[Datum]]:
         return split_dataset_by_label(data_source)
-
-    def split_dataset_by_domain(self, data_source: Sequence[Datum]) -> Dict[int, List[Datum]]:
-        return split_dataset_by_domain(data_source)
