@@ -161,6 +161,8 @@ def test_resume_under_amp_restores_the_scaler(matrix, root, tmp_path):
     shutil.copytree(out, tmp_path / "run")
     resumed = precision_trainer(root, tmp_path / "run", "amp", device, "OPTIM.MAX_EPOCH", "2")
     assert resumed.scaler.get_scale() == 65536.0  # before resuming
+    # A longer MAX_EPOCH is another config: resuming under it is refused unless forced (--force).
+    resumed.force = True
     seen = instrument(resumed)
     resumed.before_train()
     assert resumed.start_epoch == 1
