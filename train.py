@@ -59,6 +59,7 @@ def main(argv=None) -> int:
 
     try:
         trainer = build_trainer(cfg)
+        trainer.config_files = {"config_file": args.config_file, "dataset_config_file": args.dataset_config_file}
         if args.eval_only:
             trainer.load_model(args.model_dir, epoch=args.load_epoch)
             trainer.test()

@@ -12,6 +12,18 @@ from mmrl.model.towers import ImageTower, TextTower
 
 # Logits use a fixed scale, not CLIP's learned logit_scale, as in the reference.
 LOGIT_SCALE = 100.0
+# The logits a prediction scores: class + representation features, or the class token alone.
+FUSED, CLASS_TOKEN = "fused", "class"
+SCORED_LOGITS = (FUSED, CLASS_TOKEN)
+
+
+def decoupled_inference(trained_classes: bool) -> str:
+    """Decoupled inference of MMRL: which logits to score for a set of classes.
+
+    The representation branch is learned on the training classes, so it is used where the classes
+    scored are those classes (``FUSED``) and dropped for any other class set (``CLASS_TOKEN``).
+    """
+    return FUSED if trained_classes else CLASS_TOKEN
 
 
 class RepresentationCLIP(nn.Module):
@@ -118,6 +130,13 @@ class RepresentationCLIP(nn.Module):
         """(logits_c, logits_r, logits_fused), each [B, C], against precomputed text features."""
         f_c, f_r = self.image_features(images)
         return self._logits(f_c, f_r, text_features)
+
+    def inference_logits(self, images: torch.Tensor, text_features: torch.Tensor, scored: str) -> torch.Tensor:
+        """The ``scored`` logits (``FUSED`` or ``CLASS_TOKEN``) [B, C] of an evaluation."""
+        if scored not in SCORED_LOGITS:
+            raise ValueError(f"scored logits must be one of {SCORED_LOGITS}, got {scored!r}")
+        logits_c, _, logits_fused = self.logits(images, text_features)
+        return logits_fused if scored == FUSED else logits_c
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Fused logits [B, C] (text features recomputed)."""

@@ -208,7 +208,7 @@ class TrainerBase:
             model_path = find_checkpoint_file(osp.join(directory, name), epoch)
             checkpoint = load_checkpoint(model_path)
             state_dict = checkpoint["state_dict"]
-            ckpt_epoch = checkpoint["epoch"]
+            ckpt_epoch = self.model_epoch = checkpoint["epoch"]
             val_result = checkpoint.get("val_result")
             if val_result is None:
                 print(f"Load {model_path} to {name} (epoch={ckpt_epoch})")
@@ -318,6 +318,13 @@ class TrainerBase:
         self.model_update(names)
 
 
+def autocast_for(precision: str, device: torch.device) -> ContextManager[Any]:
+    """float16 autocast for amp on CUDA; a no-op otherwise."""
+    if precision == "amp" and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
 def resolve_precision(cfg: Any, device: torch.device) -> str:
     """``cfg.TRAINER[<NAME>].PREC``, "fp32" when the trainer has no such key; fp16/amp fall
     back to fp32 on CPU."""
@@ -339,6 +346,7 @@ class SimpleTrainer(TrainerBase):
 
     def __init__(self, cfg: Any) -> None:
         super().__init__()
+        self.time_created = time.time()
         self.check_cfg(cfg)
 
         if torch.cuda.is_available() and cfg.USE_CUDA:
@@ -354,6 +362,11 @@ class SimpleTrainer(TrainerBase):
         self.start_epoch = self.epoch = 0
         self.max_epoch = cfg.OPTIM.MAX_EPOCH
         self.output_dir = cfg.OUTPUT_DIR
+        # Completed epochs of the model in use (trained, resumed or loaded): results.json's "epoch".
+        self.model_epoch = 0
+        # Files the run's config came from, recorded in results.json (train.py fills them in).
+        self.config_files: Dict[str, str] = {}
+        self._after_training = False
 
         self.cfg = cfg
         self.build_data_loader()
@@ -367,9 +380,7 @@ class SimpleTrainer(TrainerBase):
 
     def autocast(self) -> ContextManager[Any]:
         """float16 autocast for amp on CUDA; a no-op otherwise."""
-        if self.precision == "amp" and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
+        return autocast_for(self.precision, self.device)
 
     def model_backward_and_update(self, loss: torch.Tensor, names: Names = None) -> None:
         if self.scaler is None:
@@ -409,7 +420,7 @@ class SimpleTrainer(TrainerBase):
         directory = self.cfg.OUTPUT_DIR
         if self.cfg.RESUME:
             directory = self.cfg.RESUME
-        self.start_epoch = self.resume_model_if_exist(directory)
+        self.start_epoch = self.model_epoch = self.resume_model_if_exist(directory)
 
         writer_dir = osp.join(self.output_dir, "tensorboard")
         mkdir_if_missing(writer_dir)
@@ -427,6 +438,7 @@ class SimpleTrainer(TrainerBase):
                 self.load_model(self.output_dir)
             else:
                 print("Deploy the last-epoch model")
+            self._after_training = True
             self.test()
 
         elapsed = round(time.time() - self.time_start)
@@ -442,7 +454,7 @@ class SimpleTrainer(TrainerBase):
         return meet_freq or epoch_count == self.max_epoch
 
     def after_epoch(self) -> None:
-        epoch_count = self.epoch + 1
+        epoch_count = self.model_epoch = self.epoch + 1
         do_test = not self.cfg.TEST.NO_TEST
 
         if do_test and self.cfg.TEST.FINAL_MODEL == "best_val":
@@ -495,8 +507,50 @@ class SimpleTrainer(TrainerBase):
 
         for k, v in results.items():
             self.write_scalar(f"{split}/{k}", v, self.epoch)
+        if split == "test":
+            self.write_results(results)
 
         return list(results.values())[0]
+
+    def result_extra(self) -> Dict[str, Any]:
+        """Entries a trainer adds to results.json (e.g. which logits were scored)."""
+        return {}
+
+    def write_results(self, results: Dict[str, float]) -> None:
+        """``OUTPUT_DIR/results.json``: the test result with what produced it (see mmrl.results)."""
+        from mmrl.results import write_record
+
+        cfg = self.cfg
+        log = getattr(getattr(sys.stdout, "file", None), "name", None)
+        record: Dict[str, Any] = {
+            "split": "test",
+            "total": self.evaluator.total,
+            "correct": self.evaluator.correct,
+            "accuracy": results["accuracy"],
+            "error": results["error_rate"],
+            "macro_f1": results["macro_f1"],
+        }
+        if "perclass_accuracy" in results:
+            record["average"] = results["perclass_accuracy"]  # the "* average" line of per-class results
+        record.update({
+            "task": cfg.get("TASK"),
+            "logits": None,
+            "epoch": self.model_epoch,
+            "after_training": self._after_training,
+            "trainer": cfg.TRAINER.NAME,
+            "dataset": cfg.DATASET.NAME,
+            "subsample": cfg.DATASET.get("SUBSAMPLE_CLASSES"),
+            "shots": cfg.DATASET.NUM_SHOTS,
+            "seed": cfg.SEED,
+            "config_file": self.config_files.get("config_file", ""),
+            "dataset_config_file": self.config_files.get("dataset_config_file", ""),
+            "backbone": cfg.MODEL.BACKBONE.NAME,
+            "wall_time_s": round(time.time() - self.time_created, 3),
+            "finished_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "log": osp.basename(log) if log and osp.dirname(osp.abspath(log)) == osp.abspath(self.output_dir) else None,
+        })
+        record.update(self.result_extra())
+        write_record(self.output_dir, record)
 
     def model_inference(self, input: torch.Tensor) -> Any:
         return self.model(input)
