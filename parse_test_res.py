@@ -6,9 +6,11 @@ Per-folder summary (the lineage's behaviour)::
 
     python parse_test_res.py DIR [--ci95] [--test-log] [--multi-exp] [--keyword accuracy]
 
-Every non-hidden sub-folder of DIR (one per seed) is read: in its ``log.txt`` the value of
-``* <keyword>: X%`` is taken from the lines after the first line that reads ``=> result``, the
-last such line winning (so a training run reports its final test, not a validation pass).
+Every non-hidden sub-folder of DIR (one per seed) is read through ``mmrl.results``: its
+``results.json`` when present, otherwise the value of ``* <keyword>: X%`` in the lines after the
+first line that reads ``=> result``, the last such line winning (so a training run reports its
+final test, not a validation pass), in the newest of its logs that holds one (a rerun keeps
+``log.txt`` and writes ``log.txt-<timestamp>``).
 Prints one line per file, then the mean and the population standard deviation (or the 95%
 confidence half-width 1.96*std/sqrt(n) with ``--ci95``), and writes the same lines to
 ``DIR/parse.txt``. Sub-folders without a ``log.txt`` are skipped with a warning.
@@ -31,8 +33,10 @@ train_base, the targets in test_new, under a config folder whose name ends in
 ``cross_datasets``; base-to-novel and few-shot runs use the other config folders. When a
 trainer folder holds several candidate config folders, pass ``--cfg``.
 
-A cell is the mean over seeds of the final test accuracy of each seed's ``log.txt`` with the
-seed count, e.g. ``82.69 (3)``; ``--std`` adds the population std (``82.69 ± 0.41 (3)``).
+A cell is the mean over seeds of the final test accuracy of each seed folder (read as in the
+per-folder mode, at the log line's precision whatever the source) with the seed count, e.g.
+``82.69 (3)``; ``--std`` adds the population std (``82.69 ± 0.41 (3)``). A cell some of whose
+seed folders have no result yet is marked ``*`` and explained in a footnote.
 b2n: Base from the train_base runs (their final test), New from the test_new runs, HM the
 harmonic mean of the two seed means. The Average row is the mean over the benchmark datasets
 (for b2n: mean Base, mean New, and the HM of those two, as the papers do; for xd/dg: over the
@@ -42,6 +46,17 @@ under "Problems" after the table, never counted as 0. Datasets outside the bench
 demo) get rows after the Average. Footnotes and problems follow the table in markdown, are
 ``%`` comments in latex, go to stderr with csv (so stdout stays a csv file), and are the
 ``notes`` and ``problems`` lists of the json, whose cells hold mean, std, n and per-seed values.
+A ``--trainer`` name found nowhere under the protocol's tree (and not one of the project's
+trainers) is an error that lists the trainers found.
+
+Figures (matplotlib, ``pip install -e ".[plot]"``)::
+
+    python parse_test_res.py --table fewshot --plot fewshot.png [OUTPUT_ROOT]
+    python parse_test_res.py --table b2n --plot b2n.pdf [OUTPUT_ROOT]
+
+fewshot: accuracy vs shots, one panel per dataset plus the average, one line per trainer, the
+mean over seeds with a band of one std; b2n: grouped bars of Base / New / HM per dataset and
+trainer. The format follows the file name (.png, .pdf, .svg); the table is printed as well.
 """
 import argparse
 import csv
@@ -49,7 +64,6 @@ import io
 import json
 import math
 import os
-import re
 import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -57,7 +71,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from tabulate import tabulate
 
-END_SIGNAL = "=> result"
+from mmrl.results import read_run
+
 MISSING = "—"
 CROSS_SUFFIX = "cross_datasets"
 SHOTS = (1, 2, 4, 8, 16)
@@ -97,26 +112,6 @@ FORMATS = ("markdown", "csv", "json", "latex")
 # Reading one log
 
 
-def metric_regex(keyword: str) -> "re.Pattern[str]":
-    return re.compile(rf"\* {re.escape(keyword)}: ([\.\deE+-]+)%")
-
-
-def read_metric(log_path: str, regex: "re.Pattern[str]", end_signal: str = END_SIGNAL) -> Optional[float]:
-    """The last value matching ``regex`` after the first line equal to ``end_signal``, or None."""
-    value = None
-    armed = False
-    with open(log_path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            line = line.strip()
-            if line == end_signal:
-                armed = True
-            if armed:
-                match = regex.search(line)
-                if match:
-                    value = float(match.group(1))
-    return value
-
-
 def subfolders(directory: str) -> List[str]:
     """Non-hidden entries of ``directory`` that are folders, sorted."""
     return sorted(
@@ -138,19 +133,20 @@ def summarize_directory(directory: str, keyword: str, use_ci95: bool) -> float:
     # Imported here: the engine's helpers pull in torch, which the table mode does not need.
     from mmrl.dassl.utils.tools import check_isfile, listdir_nohidden
 
-    regex = metric_regex(keyword)
     print(f"Parsing files in {directory}")
     lines = []
     values = []
     # Every entry is tried, files included (parse.txt warns and is skipped), as in the lineage.
     for name in listdir_nohidden(directory, sort=True):
-        log_path = os.path.join(directory, name, "log.txt")
-        if not check_isfile(log_path):
+        result = read_run(os.path.join(directory, name), keyword)
+        if result.status == "missing":
+            check_isfile(os.path.join(directory, name, "log.txt"))
             continue
-        value = read_metric(log_path, regex)
-        if value is None:
+        if not result.finished:
+            print(f"Unfinished: {result.detail}", file=sys.stderr)
             continue
-        line = f"file: {log_path}. {keyword}: {value:.2f}%. "
+        value = result.value
+        line = f"file: {result.log or result.source}. {keyword}: {value:.2f}%. "
         print(line)
         lines.append(line)
         values.append(value)
@@ -192,10 +188,15 @@ class SeedStats:
 
     folder: str
     values: Dict[str, float] = field(default_factory=dict)  # seed folder name -> value
+    unfinished: List[str] = field(default_factory=list)  # seed folders without a result yet
 
     @property
     def n(self) -> int:
         return len(self.values)
+
+    @property
+    def incomplete(self) -> bool:
+        return bool(self.unfinished)
 
     @property
     def mean(self) -> float:
@@ -225,17 +226,18 @@ def harmonic_mean(base: float, new: float) -> float:
 
 def average(cells: Sequence[Cell]) -> Optional[Derived]:
     """The mean of the cells that have a value; incomplete when some are missing."""
-    means = [c.mean for c in cells if c is not None]
-    if not means:
+    present = [c for c in cells if c is not None]
+    if not present:
         return None
-    return Derived(float(np.mean(means)), incomplete=len(means) < len(cells), used=len(means), expected=len(cells))
+    incomplete = len(present) < len(cells) or any(c.incomplete for c in present)
+    return Derived(float(np.mean([c.mean for c in present])), incomplete=incomplete, used=len(present),
+                   expected=len(cells))
 
 
 def hm_cell(base: Cell, new: Cell) -> Optional[Derived]:
     if base is None or new is None:
         return None
-    incomplete = any(isinstance(c, Derived) and c.incomplete for c in (base, new))
-    return Derived(harmonic_mean(base.mean, new.mean), incomplete=incomplete)
+    return Derived(harmonic_mean(base.mean, new.mean), incomplete=base.incomplete or new.incomplete)
 
 
 def cell_text(cell: Cell, show_std: bool) -> str:
@@ -243,7 +245,7 @@ def cell_text(cell: Cell, show_std: bool) -> str:
         return MISSING
     if isinstance(cell, SeedStats):
         spread = f" ± {cell.std:.2f}" if show_std else ""
-        return f"{cell.mean:.2f}{spread} ({cell.n})"
+        return f"{cell.mean:.2f}{spread} ({cell.n}){'*' if cell.incomplete else ''}"
     return f"{cell.mean:.2f}{'*' if cell.incomplete else ''}"
 
 
@@ -251,7 +253,10 @@ def cell_json(cell: Cell) -> Optional[dict]:
     if cell is None:
         return None
     if isinstance(cell, SeedStats):
-        return {"mean": cell.mean, "std": cell.std, "n": cell.n, "seeds": dict(cell.values)}
+        out = {"mean": cell.mean, "std": cell.std, "n": cell.n, "seeds": dict(cell.values)}
+        if cell.unfinished:
+            out["unfinished"] = list(cell.unfinished)
+        return out
     out = {"mean": cell.mean, "incomplete": cell.incomplete}
     if cell.expected:
         out.update(datasets=cell.used, of=cell.expected)
@@ -267,7 +272,6 @@ class Collector:
 
     def __init__(self, root: str, keyword: str, cfg: Optional[str]):
         self.root = root
-        self.regex = metric_regex(keyword)
         self.keyword = keyword
         self.cfg = cfg
         self.problems: List[str] = []
@@ -293,17 +297,14 @@ class Collector:
             return None
         stats = SeedStats(run_dir)
         for seed in subfolders(run_dir):
-            log_path = os.path.join(run_dir, seed, "log.txt")
-            if not os.path.isfile(log_path):
-                self.problems.append(f"{os.path.join(run_dir, seed)}: no log.txt")
+            result = read_run(os.path.join(run_dir, seed), self.keyword)
+            self.problems.extend(result.notes)
+            if not result.finished:
+                self.problems.append(result.detail)
+                if result.status == "unfinished":
+                    stats.unfinished.append(seed)
                 continue
-            value = read_metric(log_path, self.regex)
-            if value is None:
-                self.problems.append(
-                    f"{log_path}: no '* {self.keyword}' line after '{END_SIGNAL}' (crashed or unfinished run)"
-                )
-                continue
-            stats.values[seed] = value
+            stats.values[seed] = result.value
         return stats if stats.n else None
 
     def run(self, parts: Sequence[str], trainer: str, cross: bool) -> Optional[SeedStats]:
@@ -324,6 +325,19 @@ class Collector:
                     found.add(trainer)
         known = [t for t in KNOWN_TRAINERS if t in found]
         return known + sorted(found - set(known))
+
+    def chosen_trainers(self, given: Optional[List[str]], dataset_parents: Sequence[Tuple[str, ...]],
+                        cross: bool) -> List[str]:
+        """The ``--trainer`` names, or every trainer found; a name that is neither found nor one of the
+        project's trainers (a typo) ends the parse with the names found."""
+        found = self.trainers_under(dataset_parents, cross)
+        if not given:
+            return found
+        unknown = [t for t in given if t not in found and t not in KNOWN_TRAINERS]
+        if unknown:
+            sys.exit(f"--trainer {', '.join(unknown)}: no runs of this protocol under {self.root}; "
+                     f"trainers found: {', '.join(found) or 'none'}")
+        return given
 
     def datasets_under(self, parts: Sequence[str], shots_folder: str, cross: bool) -> List[str]:
         """Datasets under ``root/parts`` that hold a run of the protocol (any trainer)."""
@@ -371,19 +385,26 @@ class Table:
         return [[label] + [cell_text(cells.get(col), show_std) for col in self.columns] for _, label, cells in self.rows]
 
     def note_incomplete(self, label: str) -> None:
-        """Explain every incomplete average of the row ``label`` in a footnote."""
+        """Explain in a footnote every incomplete cell: unfinished seeds anywhere, incomplete averages
+        in the row ``label``."""
         for key, row_label, cells in self.rows:
-            if row_label != label:
-                continue
             for (trainer, metric), cell in cells.items():
-                if isinstance(cell, Derived) and cell.incomplete:
-                    what = f"{trainer} {metric}" if len(self.trainers) > 1 else metric
-                    if cell.expected:
-                        self.notes.append(
-                            f"* {label}, {what}: over {cell.used} of {cell.expected} datasets (the others have no results)"
-                        )
-                    else:
-                        self.notes.append(f"* {label}, {what}: computed from incomplete averages")
+                what = f"{trainer} {metric}" if len(self.trainers) > 1 else metric
+                if isinstance(cell, SeedStats) and cell.incomplete:
+                    self.notes.append(
+                        f"* {row_label}, {what}: mean of {cell.n} of {cell.n + len(cell.unfinished)} seeds; "
+                        f"{', '.join(cell.unfinished)} unfinished (see Problems)"
+                    )
+                if row_label != label or not isinstance(cell, Derived) or not cell.incomplete:
+                    continue
+                if cell.expected and cell.used < cell.expected:
+                    self.notes.append(
+                        f"* {label}, {what}: over {cell.used} of {cell.expected} datasets (the others have no results)"
+                    )
+                elif cell.expected:
+                    self.notes.append(f"* {label}, {what}: includes cells with unfinished seeds")
+                else:
+                    self.notes.append(f"* {label}, {what}: computed from incomplete averages")
 
 
 def b2n_table(col: Collector, trainers: Optional[List[str]]) -> Table:
@@ -394,7 +415,7 @@ def b2n_table(col: Collector, trainers: Optional[List[str]]) -> Table:
         set(col.datasets_under(base_tree, shots, False) + col.datasets_under(new_tree, shots, False)) - set(datasets)
     )
     parents = [(*tree, d, shots) for tree in (base_tree, new_tree) for d in datasets + extras]
-    trainers = trainers or col.trainers_under(parents, cross=False)
+    trainers = col.chosen_trainers(trainers, parents, cross=False)
     table = Table("b2n", "Base-to-novel generalisation", trainers, ["Base", "New", "HM"])
 
     per_dataset = {}
@@ -435,7 +456,7 @@ def fewshot_table(col: Collector, trainers: Optional[List[str]]) -> Table:
         found.update(col.datasets_under(tree, f"shots_{k}", False))
     extras = sorted(found - set(datasets))
     parents = [(*tree, d, f"shots_{k}") for d in datasets + extras for k in SHOTS]
-    trainers = trainers or col.trainers_under(parents, cross=False)
+    trainers = col.chosen_trainers(trainers, parents, cross=False)
     metrics = [str(k) for k in SHOTS]
     table = Table("fewshot", "Few-shot learning (columns: shots per class)", trainers, metrics)
     per_dataset = {
@@ -460,7 +481,7 @@ def transfer_table(col: Collector, trainers: Optional[List[str]], kind: str) -> 
         extra_sources = sorted(set(col.datasets_under(base_tree, shots, True)) - known)
         extras = sorted(set(extra_sources + col.datasets_under(new_tree, shots, True)) - known)
     parents = [(*base_tree, d, shots) for d in [SOURCE] + extras] + [(*new_tree, d, shots) for d in targets + extras]
-    trainers = trainers or col.trainers_under(parents, cross=True)
+    trainers = col.chosen_trainers(trainers, parents, cross=True)
     title = "Cross-dataset transfer" if kind == "xd" else "Domain generalisation"
     table = Table(kind, f"{title} (trained on ImageNet)", trainers, ["Accuracy"])
 

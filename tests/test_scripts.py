@@ -70,8 +70,8 @@ def test_mmrl_base2new_tree_and_logs(env, mmrl_b2n):
     assert "Finish training" in train_log
     assert train_log.index("=> result") > train_log.index("Finish training")
     assert f"Checkpoint saved to {weights[0]}" in train_log
-    # An eval-only run leaves only its log.
-    assert os.listdir(test_dir) == ["log.txt"]
+    # An eval-only run leaves only its log and its result.
+    assert sorted(os.listdir(test_dir)) == ["log.txt", "results.json"]
     with open(os.path.join(test_dir, "log.txt")) as f:
         test_log = f.read()
     assert "Finish training" not in test_log and "=> result" in test_log

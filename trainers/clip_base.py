@@ -4,7 +4,7 @@ from typing import Callable, List, Tuple
 import torch
 
 from mmrl.dassl.engine import TrainerX
-from mmrl.model.clip_loader import MINI_BACKBONE, load_clip
+from mmrl.model.clip_loader import MINI_BACKBONE, check_input_size, load_clip
 from mmrl.templates import class_prompts, template_for
 
 
@@ -36,12 +36,7 @@ class CLIPTrainer(TrainerX):
             device=self.device,
             fp16=self.precision == "fp16",
         )
-        resolution = clip_model.visual.input_resolution
-        if tuple(cfg.INPUT.SIZE) != (resolution, resolution):
-            raise ValueError(
-                f"INPUT.SIZE is {tuple(cfg.INPUT.SIZE)} but the CLIP backbone {cfg.MODEL.BACKBONE.NAME!r} "
-                f"takes {resolution}x{resolution} images: set INPUT.SIZE ({resolution}, {resolution})"
-            )
+        check_input_size(clip_model, cfg.INPUT.SIZE, cfg.MODEL.BACKBONE.NAME)
         return clip_model
 
     @property

@@ -4,7 +4,7 @@ The trainer's evaluation and ``mmrl.predict`` both read checkpoints through :fun
 """
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence, Union
 
 import torch
 
@@ -51,18 +51,20 @@ class LearnerCheckpoint:
         return self.checkpoint.get("epoch")
 
 
-def read_learner(directory: str, epoch: Optional[int], rep_layers: Sequence[int]) -> LearnerCheckpoint:
+def read_learner(directory: str, epoch: Optional[int],
+                 rep_layers: Union[Sequence[int], Callable[[str], Sequence[int]]]) -> LearnerCheckpoint:
     """The checkpoint of ``directory`` (a run's output folder) at ``epoch`` (None: the latest).
 
     ``rep_layers``: the insertion layers a reference checkpoint was trained with (it does not
-    record them); ours carry their whole architecture.
+    record them), or a function of its variant giving them; ours carry their whole architecture.
     """
     path = find_checkpoint_file(checkpoint_folder(directory), epoch)
     checkpoint = load_checkpoint(path)
     state_dict = checkpoint["state_dict"]
     if is_reference_state_dict(state_dict):
         variant = reference_variant(state_dict)
-        ours, arch = from_reference_state_dict(state_dict, tuple(rep_layers))
+        layers = rep_layers(variant) if callable(rep_layers) else rep_layers
+        ours, arch = from_reference_state_dict(state_dict, tuple(layers))
         return LearnerCheckpoint(path, checkpoint, ours, variant, arch, True, DEFAULT_SOURCE_DATASET)
     if "arch" in checkpoint:
         arch = dict(checkpoint["arch"])

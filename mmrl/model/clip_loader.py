@@ -6,7 +6,7 @@ drive its blocks from outside and never edit it.
 import os
 import urllib.error
 import warnings
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 
@@ -181,3 +181,13 @@ def load_clip(
     print(f"CLIP precision: {'fp16' if fp16 else 'fp32'}")
     model.requires_grad_(False)
     return model.to(device).eval()
+
+
+def check_input_size(clip_model: CLIP, input_size: Sequence[int], backbone: str) -> None:
+    """Raise unless ``INPUT.SIZE`` is the resolution the CLIP backbone takes."""
+    resolution = clip_model.visual.input_resolution
+    if tuple(input_size) != (resolution, resolution):
+        raise ValueError(
+            f"INPUT.SIZE is {tuple(input_size)} but the CLIP backbone {backbone!r} "
+            f"takes {resolution}x{resolution} images: set INPUT.SIZE ({resolution}, {resolution})"
+        )
