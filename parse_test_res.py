@@ -66,7 +66,7 @@ import math
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from tabulate import tabulate
@@ -582,6 +582,114 @@ def run_table(args: argparse.Namespace) -> None:
     print(out)
     if err:
         print(err, file=sys.stderr)
+    if args.plot:
+        save_plot(table, args.plot, args.keyword)
+        print(f"Figure written to {args.plot}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures
+
+
+PLOT_FORMATS = (".png", ".pdf", ".svg")
+PLOT_TABLES = ("fewshot", "b2n")
+PLOT_DPI = 100
+PANEL_SIZE = (3.2, 2.6)  # inches per panel
+PANEL_COLUMNS = 4
+
+
+def plot_panels(table: Table) -> List[Tuple[str, Dict[Tuple[str, str], Cell]]]:
+    """(label, cells) of the rows that have a value: the datasets, then the Average."""
+    rows = [(label, cells) for key, label, cells in table.rows if key != "average" and any(cells.values())]
+    rows += [(label, cells) for key, label, cells in table.rows if key == "average" and any(cells.values())]
+    return rows
+
+
+def _figure(n_panels: int) -> Tuple[Any, List[Any]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(PANEL_COLUMNS, n_panels)
+    rows = math.ceil(n_panels / cols)
+    fig, grid = plt.subplots(rows, cols, figsize=(PANEL_SIZE[0] * cols, PANEL_SIZE[1] * rows), squeeze=False)
+    axes = list(grid.flat)
+    for ax in axes[n_panels:]:
+        ax.remove()
+    return fig, axes[:n_panels]
+
+
+def _spread(cell: Cell) -> float:
+    return cell.std if isinstance(cell, SeedStats) else 0.0
+
+
+def plot_fewshot(table: Table, keyword: str) -> Any:
+    """Accuracy vs shots: one panel per dataset and the Average, one line per trainer (mean over
+    seeds) with a band of one std."""
+    panels = plot_panels(table)
+    fig, axes = _figure(len(panels))
+    for ax, (label, cells) in zip(axes, panels):
+        for trainer in table.trainers:
+            points = [(int(m), cells[(trainer, m)]) for m in table.metrics if cells.get((trainer, m)) is not None]
+            if not points:
+                continue
+            shots = [k for k, _ in points]
+            mean = np.array([c.mean for _, c in points])
+            std = np.array([_spread(c) for _, c in points])
+            (line,) = ax.plot(shots, mean, marker="o", label=trainer)
+            ax.fill_between(shots, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks([int(m) for m in table.metrics], labels=table.metrics)
+        ax.set_title(label)
+        ax.set_xlabel("shots per class")
+        ax.set_ylabel(f"{keyword} (%)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize="small")
+    return fig
+
+
+def plot_b2n(table: Table, keyword: str) -> Any:
+    """Grouped bars: for each dataset and the Average, Base / New / HM with one bar per trainer
+    (error bars: one std over seeds)."""
+    panels = plot_panels(table)
+    fig, axes = _figure(len(panels))
+    width = 0.8 / len(table.trainers)
+    x = np.arange(len(table.metrics))
+    for ax, (label, cells) in zip(axes, panels):
+        for i, trainer in enumerate(table.trainers):
+            values = [cells.get((trainer, m)) for m in table.metrics]
+            heights = [c.mean if c is not None else np.nan for c in values]
+            errors = [_spread(c) if c is not None else 0.0 for c in values]
+            ax.bar(x - 0.4 + width * (i + 0.5), heights, width, yerr=errors, label=trainer, capsize=2)
+        ax.set_xticks(x, labels=table.metrics)
+        ax.set_title(label)
+        ax.set_ylabel(f"{keyword} (%)")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize="small")
+    return fig
+
+
+def save_plot(table: Table, path: str, keyword: str) -> Any:
+    """Draw the figure of a fewshot or b2n table and write it to ``path`` (.png, .pdf, .svg)."""
+    if not plot_panels(table):
+        sys.exit(f"--plot {path}: the {table.kind} table has no results to draw")
+    fig = (plot_fewshot if table.kind == "fewshot" else plot_b2n)(table, keyword)
+    fig.suptitle(table.title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=PLOT_DPI)
+    return fig
+
+
+def check_plot_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    if args.table not in PLOT_TABLES:
+        parser.error(f"--plot draws the {' and '.join(PLOT_TABLES)} tables, not {args.table}")
+    if os.path.splitext(args.plot)[1].lower() not in PLOT_FORMATS:
+        parser.error(f"--plot {args.plot}: the file name must end in {', '.join(PLOT_FORMATS)}")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        sys.exit('--plot needs matplotlib: pip install matplotlib (or pip install -e ".[plot]")')
 
 
 # ---------------------------------------------------------------------------------------------
@@ -622,6 +730,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tables.add_argument("--format", choices=FORMATS, default="markdown", help="markdown (GitHub), csv, json or latex")
     tables.add_argument("--std", action="store_true", help="add ± the population std over seeds to each cell")
+    tables.add_argument("--plot", metavar="FILE", help="also draw the fewshot or b2n table to FILE (.png, .pdf, .svg; "
+                        "needs matplotlib)")
     return parser
 
 
@@ -632,10 +742,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         for flag, used in (("--ci95", args.ci95), ("--multi-exp", args.multi_exp)):
             if used:
                 parser.error(f"{flag} applies to the per-folder mode, not to --table")
+        if args.plot:
+            check_plot_args(args, parser)
         run_table(args)
         return
     for flag, used in (("--trainer", args.trainer), ("--cfg", args.cfg), ("--std", args.std),
-                       ("--format", args.format != "markdown")):
+                       ("--format", args.format != "markdown"), ("--plot", args.plot)):
         if used:
             parser.error(f"{flag} applies to --table only")
     if not args.directory:

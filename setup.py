@@ -27,5 +27,6 @@ setup(
         "Pillow",
         "PyYAML",
     ],
-    extras_require={"test": ["pytest"]},
+    # matplotlib draws parse_test_res.py --plot; the tests draw every figure.
+    extras_require={"plot": ["matplotlib"], "test": ["pytest", "matplotlib"]},
 )

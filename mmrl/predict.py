@@ -28,7 +28,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import torch
 from PIL import Image
@@ -185,8 +185,15 @@ def load(run_dir: str, epoch: Optional[int] = None, classnames: Optional[Sequenc
     ``classnames`` / ``template`` replace the ones stored in the checkpoint (required for reference
     checkpoints, which store none); ``logits`` "auto" applies decoupled inference, "fused" or
     "class" force one; ``config_file`` replaces the stored config (reference checkpoints:
-    default ``configs/trainers/<variant>/vit_b16.yaml``).
+    default ``configs/trainers/<variant>/vit_b16.yaml``). What loading prints goes to stderr.
     """
+    # The engine's progress lines (CLIP loading, transforms) are diagnostics: stdout is kept for results.
+    with contextlib.redirect_stdout(sys.stderr):
+        return _load(run_dir, epoch, classnames, template, logits, config_file, backbone_path, device)
+
+
+def _load(run_dir: str, epoch: Optional[int], classnames: Optional[Sequence[str]], template: Optional[str],
+          logits: str, config_file: Optional[str], backbone_path: Optional[str], device: Optional[str]) -> Predictor:
     if logits not in LOGITS_CHOICES:
         raise ValueError(f"logits must be one of {LOGITS_CHOICES}, got {logits!r}")
     if config_file is not None and not os.path.isfile(config_file):
@@ -295,13 +302,6 @@ def render(predictions: Sequence[Prediction], fmt: str, predictor: Predictor, to
     return f"Scored: the {predictor.rule}\n\n{table}"
 
 
-@contextlib.contextmanager
-def _stdout_to_stderr() -> Iterator[None]:
-    # Loading prints the engine's progress lines; stdout is kept for the predictions.
-    with contextlib.redirect_stdout(sys.stderr):
-        yield
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m mmrl.predict", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -330,9 +330,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     try:
         names = read_classnames(args.classnames) if args.classnames else None
-        with _stdout_to_stderr():
-            predictor = load(args.model_dir, args.load_epoch, names, args.template, args.logits,
-                             args.config_file, args.backbone_path, args.device)
+        predictor = load(args.model_dir, args.load_epoch, names, args.template, args.logits,
+                         args.config_file, args.backbone_path, args.device)
     except USER_ERRORS as err:
         print(f"Error: {err}", file=sys.stderr)
         return 2
