@@ -97,7 +97,7 @@ def test_rerun_skips_existing_results(env, mmrl_b2n):
     assert f"Oops! The results exist at {train_dir} (so skip this job)" in proc.stdout
     assert "(existing results)" in proc.stdout
     assert "Running:" not in proc.stdout
-    assert sorted(os.listdir(train_dir)) == ["MultiModalRepresentationLearner", "log.txt", "tensorboard"]
+    assert sorted(os.listdir(train_dir)) == ["MultiModalRepresentationLearner", "log.txt", "results.json", "tensorboard"]
 
 
 def test_b2n_table_from_the_runs(env, mmrl_b2n):
@@ -136,8 +136,8 @@ def test_zsclip_base2new_and_unfinished_run(env):
     assert f"Unfinished run at {test_dir}" in proc.stdout
     assert len(glob.glob(os.path.join(test_dir, "log.txt.unfinished-*"))) == 1
     assert final_accuracy(os.path.join(test_dir, "log.txt")) is not None
-    # Nothing is trained: both sides are eval-only runs that leave only their log.
-    assert os.listdir(train_dir) == ["log.txt"]
+    # Nothing is trained: both sides are eval-only runs that leave only their log and result.
+    assert sorted(os.listdir(train_dir)) == ["log.txt", "results.json"]
     with open(os.path.join(train_dir, "log.txt")) as f:
         assert "Finish training" not in f.read()
     assert not os.path.exists(os.path.join(env["OUTPUT"], "base2new", "train_base", "demo", "shots_16", "ZeroshotCLIP", "demo", "seed2"))
@@ -176,8 +176,8 @@ def test_bad_arguments(env, args, message):
 
 FAKE_PYTHON = """#!/usr/bin/env bash
 # Stands in for python: "train.py ... --output-dir DIR ..." writes a finished eval log to DIR;
-# anything else (the per-folder summary) is ignored.
-[[ $1 == train.py ]] || exit 0
+# anything else (the result reader, the per-folder summary) runs in the real python.
+[[ $1 == train.py ]] || exec {python} "$@"
 while [[ $# -gt 0 ]]; do
     if [[ $1 == --output-dir ]]; then dir=$2; fi
     shift
@@ -189,7 +189,7 @@ printf '=> result\\n* total: 10\\n* correct: 1\\n* accuracy: 12.3%%\\n' > "$dir/
 
 def test_force_removes_the_old_folder_and_reruns(tmp_path):
     fake = tmp_path / "fake_python"
-    fake.write_text(FAKE_PYTHON)
+    fake.write_text(FAKE_PYTHON.replace("{python}", sys.executable))
     fake.chmod(0o755)
     output = tmp_path / "output"
     test_dir = output / "base2new" / "test_new" / TAIL.format(trainer="MMRL")
