@@ -489,6 +489,8 @@ class SimpleTrainer(TrainerBase):
 
         if split is None:
             split = self.cfg.TEST.SPLIT
+        # A validation pass that falls back to the test loader is no test result.
+        is_test = split == "test"
 
         if split == "val" and self.val_loader is not None:
             data_loader = self.val_loader
@@ -507,7 +509,7 @@ class SimpleTrainer(TrainerBase):
 
         for k, v in results.items():
             self.write_scalar(f"{split}/{k}", v, self.epoch)
-        if split == "test":
+        if is_test:
             self.write_results(results)
 
         return list(results.values())[0]
