@@ -660,9 +660,11 @@ def plot_b2n(table: Table, keyword: str) -> Any:
         for i, trainer in enumerate(table.trainers):
             values = [cells.get((trainer, m)) for m in table.metrics]
             heights = [c.mean if c is not None else np.nan for c in values]
-            errors = [_spread(c) if c is not None else 0.0 for c in values]
+            # No error bar where there is no spread to show (one seed, or a harmonic mean).
+            errors = [c.std if isinstance(c, SeedStats) and c.n > 1 else np.nan for c in values]
             ax.bar(x - 0.4 + width * (i + 0.5), heights, width, yerr=errors, label=trainer, capsize=2)
         ax.set_xticks(x, labels=table.metrics)
+        ax.set_ylim(0, 100)
         ax.set_title(label)
         ax.set_ylabel(f"{keyword} (%)")
         ax.grid(axis="y", alpha=0.3)
