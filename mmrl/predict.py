@@ -36,8 +36,8 @@ from tabulate import tabulate
 from tqdm import tqdm
 from yacs.config import CfgNode
 
-from mmrl.config import REPO_ROOT
-from mmrl.dassl.config import get_cfg_default, merge_from_file_checked
+from mmrl.config import default_cfg
+from mmrl.dassl.config import merge_from_file_checked
 from mmrl.dassl.data.data_manager import read_image
 from mmrl.dassl.data.transforms import build_transform
 from mmrl.dassl.engine.trainer import autocast_for, resolve_precision
@@ -52,6 +52,7 @@ LOGITS_CHOICES = ("auto", FUSED, CLASS_TOKEN)
 FORMATS = ("table", "csv", "json")
 # Images per forward pass; the trainer's evaluation runs its batches in chunks of the same size.
 BATCH_SIZE = 32
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 USER_ERRORS = (FileNotFoundError, NotADirectoryError, ValueError, KeyError, RuntimeError, CLIPWeightsUnavailable)
 
 ImageInput = Union[str, Image.Image]
@@ -161,16 +162,15 @@ def _config(found: LearnerCheckpoint, config_file: Optional[str]) -> CfgNode:
     stored = found.checkpoint.get("config")
     if stored is not None and config_file is None:
         return CfgNode.load_cfg(stored) if isinstance(stored, str) else CfgNode(dict(stored))
-    cfg = get_cfg_default()
-    path = config_file or _default_config_file(found.variant)
-    merge_from_file_checked(cfg, path)
+    cfg = default_cfg(found.variant)  # the method's keys are declared by its trainer
+    merge_from_file_checked(cfg, config_file or _default_config_file(found.variant))
     if found.checkpoint.get("backbone"):
         cfg.MODEL.BACKBONE.NAME = found.checkpoint["backbone"]
     return cfg
 
 
 def _default_config_file(variant: str) -> str:
-    path = os.path.join(REPO_ROOT, "configs", "trainers", variant, "vit_b16.yaml")
+    path = os.path.join(REPO_ROOT, "configs", "trainers", variant, "vit_b16.yaml")  # the reference's config
     if not os.path.isfile(path):
         raise FileNotFoundError(f"the checkpoint stores no config and {path} does not exist: "
                                 "pass --config-file with the method YAML the model was trained with")
@@ -200,7 +200,7 @@ def _load(run_dir: str, epoch: Optional[int], classnames: Optional[Sequence[str]
         raise FileNotFoundError(f"--config-file {config_file}: no such file")
 
     def reference_layers(variant: str) -> Sequence[int]:
-        cfg = get_cfg_default()
+        cfg = default_cfg(variant)
         merge_from_file_checked(cfg, config_file or _default_config_file(variant))
         return cfg.TRAINER[variant].REP_LAYERS
 
