@@ -6,9 +6,11 @@ Per-folder summary (the lineage's behaviour)::
 
     python parse_test_res.py DIR [--ci95] [--test-log] [--multi-exp] [--keyword accuracy]
 
-Every non-hidden sub-folder of DIR (one per seed) is read: in its ``log.txt`` the value of
-``* <keyword>: X%`` is taken from the lines after the first line that reads ``=> result``, the
-last such line winning (so a training run reports its final test, not a validation pass).
+Every non-hidden sub-folder of DIR (one per seed) is read through ``mmrl.results``: its
+``results.json`` when present, otherwise the value of ``* <keyword>: X%`` in the lines after the
+first line that reads ``=> result``, the last such line winning (so a training run reports its
+final test, not a validation pass), in the newest of its logs that holds one (a rerun keeps
+``log.txt`` and writes ``log.txt-<timestamp>``).
 Prints one line per file, then the mean and the population standard deviation (or the 95%
 confidence half-width 1.96*std/sqrt(n) with ``--ci95``), and writes the same lines to
 ``DIR/parse.txt``. Sub-folders without a ``log.txt`` are skipped with a warning.
@@ -31,8 +33,10 @@ train_base, the targets in test_new, under a config folder whose name ends in
 ``cross_datasets``; base-to-novel and few-shot runs use the other config folders. When a
 trainer folder holds several candidate config folders, pass ``--cfg``.
 
-A cell is the mean over seeds of the final test accuracy of each seed's ``log.txt`` with the
-seed count, e.g. ``82.69 (3)``; ``--std`` adds the population std (``82.69 ± 0.41 (3)``).
+A cell is the mean over seeds of the final test accuracy of each seed folder (read as in the
+per-folder mode, at the log line's precision whatever the source) with the seed count, e.g.
+``82.69 (3)``; ``--std`` adds the population std (``82.69 ± 0.41 (3)``). A cell some of whose
+seed folders have no result yet is marked ``*`` and explained in a footnote.
 b2n: Base from the train_base runs (their final test), New from the test_new runs, HM the
 harmonic mean of the two seed means. The Average row is the mean over the benchmark datasets
 (for b2n: mean Base, mean New, and the HM of those two, as the papers do; for xd/dg: over the
@@ -42,6 +46,17 @@ under "Problems" after the table, never counted as 0. Datasets outside the bench
 demo) get rows after the Average. Footnotes and problems follow the table in markdown, are
 ``%`` comments in latex, go to stderr with csv (so stdout stays a csv file), and are the
 ``notes`` and ``problems`` lists of the json, whose cells hold mean, std, n and per-seed values.
+A ``--trainer`` name found nowhere under the protocol's tree (and not one of the project's
+trainers) is an error that lists the trainers found.
+
+Figures (matplotlib, ``pip install -e ".[plot]"``)::
+
+    python parse_test_res.py --table fewshot --plot fewshot.png [OUTPUT_ROOT]
+    python parse_test_res.py --table b2n --plot b2n.pdf [OUTPUT_ROOT]
+
+fewshot: accuracy vs shots, one panel per dataset plus the average, one line per trainer, the
+mean over seeds with a band of one std; b2n: grouped bars of Base / New / HM per dataset and
+trainer. The format follows the file name (.png, .pdf, .svg); the table is printed as well.
 """
 import argparse
 import csv
@@ -49,15 +64,15 @@ import io
 import json
 import math
 import os
-import re
 import sys
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from tabulate import tabulate
 
-END_SIGNAL = "=> result"
+from mmrl.results import read_run
+
 MISSING = "—"
 CROSS_SUFFIX = "cross_datasets"
 SHOTS = (1, 2, 4, 8, 16)
@@ -97,26 +112,6 @@ FORMATS = ("markdown", "csv", "json", "latex")
 # Reading one log
 
 
-def metric_regex(keyword: str) -> "re.Pattern[str]":
-    return re.compile(rf"\* {re.escape(keyword)}: ([\.\deE+-]+)%")
-
-
-def read_metric(log_path: str, regex: "re.Pattern[str]", end_signal: str = END_SIGNAL) -> Optional[float]:
-    """The last value matching ``regex`` after the first line equal to ``end_signal``, or None."""
-    value = None
-    armed = False
-    with open(log_path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            line = line.strip()
-            if line == end_signal:
-                armed = True
-            if armed:
-                match = regex.search(line)
-                if match:
-                    value = float(match.group(1))
-    return value
-
-
 def subfolders(directory: str) -> List[str]:
     """Non-hidden entries of ``directory`` that are folders, sorted."""
     return sorted(
@@ -138,19 +133,20 @@ def summarize_directory(directory: str, keyword: str, use_ci95: bool) -> float:
     # Imported here: the engine's helpers pull in torch, which the table mode does not need.
     from mmrl.dassl.utils.tools import check_isfile, listdir_nohidden
 
-    regex = metric_regex(keyword)
     print(f"Parsing files in {directory}")
     lines = []
     values = []
     # Every entry is tried, files included (parse.txt warns and is skipped), as in the lineage.
     for name in listdir_nohidden(directory, sort=True):
-        log_path = os.path.join(directory, name, "log.txt")
-        if not check_isfile(log_path):
+        result = read_run(os.path.join(directory, name), keyword)
+        if result.status == "missing":
+            check_isfile(os.path.join(directory, name, "log.txt"))
             continue
-        value = read_metric(log_path, regex)
-        if value is None:
+        if not result.finished:
+            print(f"Unfinished: {result.detail}", file=sys.stderr)
             continue
-        line = f"file: {log_path}. {keyword}: {value:.2f}%. "
+        value = result.value
+        line = f"file: {result.log or result.source}. {keyword}: {value:.2f}%. "
         print(line)
         lines.append(line)
         values.append(value)
@@ -192,10 +188,15 @@ class SeedStats:
 
     folder: str
     values: Dict[str, float] = field(default_factory=dict)  # seed folder name -> value
+    unfinished: List[str] = field(default_factory=list)  # seed folders without a result yet
 
     @property
     def n(self) -> int:
         return len(self.values)
+
+    @property
+    def incomplete(self) -> bool:
+        return bool(self.unfinished)
 
     @property
     def mean(self) -> float:
@@ -225,17 +226,18 @@ def harmonic_mean(base: float, new: float) -> float:
 
 def average(cells: Sequence[Cell]) -> Optional[Derived]:
     """The mean of the cells that have a value; incomplete when some are missing."""
-    means = [c.mean for c in cells if c is not None]
-    if not means:
+    present = [c for c in cells if c is not None]
+    if not present:
         return None
-    return Derived(float(np.mean(means)), incomplete=len(means) < len(cells), used=len(means), expected=len(cells))
+    incomplete = len(present) < len(cells) or any(c.incomplete for c in present)
+    return Derived(float(np.mean([c.mean for c in present])), incomplete=incomplete, used=len(present),
+                   expected=len(cells))
 
 
 def hm_cell(base: Cell, new: Cell) -> Optional[Derived]:
     if base is None or new is None:
         return None
-    incomplete = any(isinstance(c, Derived) and c.incomplete for c in (base, new))
-    return Derived(harmonic_mean(base.mean, new.mean), incomplete=incomplete)
+    return Derived(harmonic_mean(base.mean, new.mean), incomplete=base.incomplete or new.incomplete)
 
 
 def cell_text(cell: Cell, show_std: bool) -> str:
@@ -243,7 +245,7 @@ def cell_text(cell: Cell, show_std: bool) -> str:
         return MISSING
     if isinstance(cell, SeedStats):
         spread = f" ± {cell.std:.2f}" if show_std else ""
-        return f"{cell.mean:.2f}{spread} ({cell.n})"
+        return f"{cell.mean:.2f}{spread} ({cell.n}){'*' if cell.incomplete else ''}"
     return f"{cell.mean:.2f}{'*' if cell.incomplete else ''}"
 
 
@@ -251,7 +253,10 @@ def cell_json(cell: Cell) -> Optional[dict]:
     if cell is None:
         return None
     if isinstance(cell, SeedStats):
-        return {"mean": cell.mean, "std": cell.std, "n": cell.n, "seeds": dict(cell.values)}
+        out = {"mean": cell.mean, "std": cell.std, "n": cell.n, "seeds": dict(cell.values)}
+        if cell.unfinished:
+            out["unfinished"] = list(cell.unfinished)
+        return out
     out = {"mean": cell.mean, "incomplete": cell.incomplete}
     if cell.expected:
         out.update(datasets=cell.used, of=cell.expected)
@@ -267,7 +272,6 @@ class Collector:
 
     def __init__(self, root: str, keyword: str, cfg: Optional[str]):
         self.root = root
-        self.regex = metric_regex(keyword)
         self.keyword = keyword
         self.cfg = cfg
         self.problems: List[str] = []
@@ -293,17 +297,14 @@ class Collector:
             return None
         stats = SeedStats(run_dir)
         for seed in subfolders(run_dir):
-            log_path = os.path.join(run_dir, seed, "log.txt")
-            if not os.path.isfile(log_path):
-                self.problems.append(f"{os.path.join(run_dir, seed)}: no log.txt")
+            result = read_run(os.path.join(run_dir, seed), self.keyword)
+            self.problems.extend(result.notes)
+            if not result.finished:
+                self.problems.append(result.detail)
+                if result.status == "unfinished":
+                    stats.unfinished.append(seed)
                 continue
-            value = read_metric(log_path, self.regex)
-            if value is None:
-                self.problems.append(
-                    f"{log_path}: no '* {self.keyword}' line after '{END_SIGNAL}' (crashed or unfinished run)"
-                )
-                continue
-            stats.values[seed] = value
+            stats.values[seed] = result.value
         return stats if stats.n else None
 
     def run(self, parts: Sequence[str], trainer: str, cross: bool) -> Optional[SeedStats]:
@@ -324,6 +325,19 @@ class Collector:
                     found.add(trainer)
         known = [t for t in KNOWN_TRAINERS if t in found]
         return known + sorted(found - set(known))
+
+    def chosen_trainers(self, given: Optional[List[str]], dataset_parents: Sequence[Tuple[str, ...]],
+                        cross: bool) -> List[str]:
+        """The ``--trainer`` names, or every trainer found; a name that is neither found nor one of the
+        project's trainers (a typo) ends the parse with the names found."""
+        found = self.trainers_under(dataset_parents, cross)
+        if not given:
+            return found
+        unknown = [t for t in given if t not in found and t not in KNOWN_TRAINERS]
+        if unknown:
+            sys.exit(f"--trainer {', '.join(unknown)}: no runs of this protocol under {self.root}; "
+                     f"trainers found: {', '.join(found) or 'none'}")
+        return given
 
     def datasets_under(self, parts: Sequence[str], shots_folder: str, cross: bool) -> List[str]:
         """Datasets under ``root/parts`` that hold a run of the protocol (any trainer)."""
@@ -371,19 +385,26 @@ class Table:
         return [[label] + [cell_text(cells.get(col), show_std) for col in self.columns] for _, label, cells in self.rows]
 
     def note_incomplete(self, label: str) -> None:
-        """Explain every incomplete average of the row ``label`` in a footnote."""
+        """Explain in a footnote every incomplete cell: unfinished seeds anywhere, incomplete averages
+        in the row ``label``."""
         for key, row_label, cells in self.rows:
-            if row_label != label:
-                continue
             for (trainer, metric), cell in cells.items():
-                if isinstance(cell, Derived) and cell.incomplete:
-                    what = f"{trainer} {metric}" if len(self.trainers) > 1 else metric
-                    if cell.expected:
-                        self.notes.append(
-                            f"* {label}, {what}: over {cell.used} of {cell.expected} datasets (the others have no results)"
-                        )
-                    else:
-                        self.notes.append(f"* {label}, {what}: computed from incomplete averages")
+                what = f"{trainer} {metric}" if len(self.trainers) > 1 else metric
+                if isinstance(cell, SeedStats) and cell.incomplete:
+                    self.notes.append(
+                        f"* {row_label}, {what}: mean of {cell.n} of {cell.n + len(cell.unfinished)} seeds; "
+                        f"{', '.join(cell.unfinished)} unfinished (see Problems)"
+                    )
+                if row_label != label or not isinstance(cell, Derived) or not cell.incomplete:
+                    continue
+                if cell.expected and cell.used < cell.expected:
+                    self.notes.append(
+                        f"* {label}, {what}: over {cell.used} of {cell.expected} datasets (the others have no results)"
+                    )
+                elif cell.expected:
+                    self.notes.append(f"* {label}, {what}: includes cells with unfinished seeds")
+                else:
+                    self.notes.append(f"* {label}, {what}: computed from incomplete averages")
 
 
 def b2n_table(col: Collector, trainers: Optional[List[str]]) -> Table:
@@ -394,7 +415,7 @@ def b2n_table(col: Collector, trainers: Optional[List[str]]) -> Table:
         set(col.datasets_under(base_tree, shots, False) + col.datasets_under(new_tree, shots, False)) - set(datasets)
     )
     parents = [(*tree, d, shots) for tree in (base_tree, new_tree) for d in datasets + extras]
-    trainers = trainers or col.trainers_under(parents, cross=False)
+    trainers = col.chosen_trainers(trainers, parents, cross=False)
     table = Table("b2n", "Base-to-novel generalisation", trainers, ["Base", "New", "HM"])
 
     per_dataset = {}
@@ -435,7 +456,7 @@ def fewshot_table(col: Collector, trainers: Optional[List[str]]) -> Table:
         found.update(col.datasets_under(tree, f"shots_{k}", False))
     extras = sorted(found - set(datasets))
     parents = [(*tree, d, f"shots_{k}") for d in datasets + extras for k in SHOTS]
-    trainers = trainers or col.trainers_under(parents, cross=False)
+    trainers = col.chosen_trainers(trainers, parents, cross=False)
     metrics = [str(k) for k in SHOTS]
     table = Table("fewshot", "Few-shot learning (columns: shots per class)", trainers, metrics)
     per_dataset = {
@@ -460,7 +481,7 @@ def transfer_table(col: Collector, trainers: Optional[List[str]], kind: str) -> 
         extra_sources = sorted(set(col.datasets_under(base_tree, shots, True)) - known)
         extras = sorted(set(extra_sources + col.datasets_under(new_tree, shots, True)) - known)
     parents = [(*base_tree, d, shots) for d in [SOURCE] + extras] + [(*new_tree, d, shots) for d in targets + extras]
-    trainers = trainers or col.trainers_under(parents, cross=True)
+    trainers = col.chosen_trainers(trainers, parents, cross=True)
     title = "Cross-dataset transfer" if kind == "xd" else "Domain generalisation"
     table = Table(kind, f"{title} (trained on ImageNet)", trainers, ["Accuracy"])
 
@@ -561,6 +582,116 @@ def run_table(args: argparse.Namespace) -> None:
     print(out)
     if err:
         print(err, file=sys.stderr)
+    if args.plot:
+        save_plot(table, args.plot, args.keyword)
+        print(f"Figure written to {args.plot}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures
+
+
+PLOT_FORMATS = (".png", ".pdf", ".svg")
+PLOT_TABLES = ("fewshot", "b2n")
+PLOT_DPI = 100
+PANEL_SIZE = (3.2, 2.6)  # inches per panel
+PANEL_COLUMNS = 4
+
+
+def plot_panels(table: Table) -> List[Tuple[str, Dict[Tuple[str, str], Cell]]]:
+    """(label, cells) of the rows that have a value: the datasets, then the Average."""
+    rows = [(label, cells) for key, label, cells in table.rows if key != "average" and any(cells.values())]
+    rows += [(label, cells) for key, label, cells in table.rows if key == "average" and any(cells.values())]
+    return rows
+
+
+def _figure(n_panels: int) -> Tuple[Any, List[Any]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(PANEL_COLUMNS, n_panels)
+    rows = math.ceil(n_panels / cols)
+    fig, grid = plt.subplots(rows, cols, figsize=(PANEL_SIZE[0] * cols, PANEL_SIZE[1] * rows), squeeze=False)
+    axes = list(grid.flat)
+    for ax in axes[n_panels:]:
+        ax.remove()
+    return fig, axes[:n_panels]
+
+
+def _spread(cell: Cell) -> float:
+    return cell.std if isinstance(cell, SeedStats) else 0.0
+
+
+def plot_fewshot(table: Table, keyword: str) -> Any:
+    """Accuracy vs shots: one panel per dataset and the Average, one line per trainer (mean over
+    seeds) with a band of one std."""
+    panels = plot_panels(table)
+    fig, axes = _figure(len(panels))
+    for ax, (label, cells) in zip(axes, panels):
+        for trainer in table.trainers:
+            points = [(int(m), cells[(trainer, m)]) for m in table.metrics if cells.get((trainer, m)) is not None]
+            if not points:
+                continue
+            shots = [k for k, _ in points]
+            mean = np.array([c.mean for _, c in points])
+            std = np.array([_spread(c) for _, c in points])
+            (line,) = ax.plot(shots, mean, marker="o", label=trainer)
+            ax.fill_between(shots, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks([int(m) for m in table.metrics], labels=table.metrics)
+        ax.set_title(label)
+        ax.set_xlabel("shots per class")
+        ax.set_ylabel(f"{keyword} (%)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize="small")
+    return fig
+
+
+def plot_b2n(table: Table, keyword: str) -> Any:
+    """Grouped bars: for each dataset and the Average, Base / New / HM with one bar per trainer
+    (error bars: one std over seeds)."""
+    panels = plot_panels(table)
+    fig, axes = _figure(len(panels))
+    width = 0.8 / len(table.trainers)
+    x = np.arange(len(table.metrics))
+    for ax, (label, cells) in zip(axes, panels):
+        for i, trainer in enumerate(table.trainers):
+            values = [cells.get((trainer, m)) for m in table.metrics]
+            heights = [c.mean if c is not None else np.nan for c in values]
+            # No error bar where there is no spread to show (one seed, or a harmonic mean).
+            errors = [c.std if isinstance(c, SeedStats) and c.n > 1 else np.nan for c in values]
+            ax.bar(x - 0.4 + width * (i + 0.5), heights, width, yerr=errors, label=trainer, capsize=2)
+        ax.set_xticks(x, labels=table.metrics)
+        ax.set_ylim(0, 100)
+        ax.set_title(label)
+        ax.set_ylabel(f"{keyword} (%)")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize="small")
+    return fig
+
+
+def save_plot(table: Table, path: str, keyword: str) -> Any:
+    """Draw the figure of a fewshot or b2n table and write it to ``path`` (.png, .pdf, .svg)."""
+    if not plot_panels(table):
+        sys.exit(f"--plot {path}: the {table.kind} table has no results to draw")
+    fig = (plot_fewshot if table.kind == "fewshot" else plot_b2n)(table, keyword)
+    fig.suptitle(table.title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=PLOT_DPI)
+    return fig
+
+
+def check_plot_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    if args.table not in PLOT_TABLES:
+        parser.error(f"--plot draws the {' and '.join(PLOT_TABLES)} tables, not {args.table}")
+    if os.path.splitext(args.plot)[1].lower() not in PLOT_FORMATS:
+        parser.error(f"--plot {args.plot}: the file name must end in {', '.join(PLOT_FORMATS)}")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        sys.exit('--plot needs matplotlib: pip install matplotlib (or pip install -e ".[plot]")')
 
 
 # ---------------------------------------------------------------------------------------------
@@ -601,6 +732,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tables.add_argument("--format", choices=FORMATS, default="markdown", help="markdown (GitHub), csv, json or latex")
     tables.add_argument("--std", action="store_true", help="add ± the population std over seeds to each cell")
+    tables.add_argument("--plot", metavar="FILE", help="also draw the fewshot or b2n table to FILE (.png, .pdf, .svg; "
+                        "needs matplotlib)")
     return parser
 
 
@@ -611,10 +744,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         for flag, used in (("--ci95", args.ci95), ("--multi-exp", args.multi_exp)):
             if used:
                 parser.error(f"{flag} applies to the per-folder mode, not to --table")
+        if args.plot:
+            check_plot_args(args, parser)
         run_table(args)
         return
     for flag, used in (("--trainer", args.trainer), ("--cfg", args.cfg), ("--std", args.std),
-                       ("--format", args.format != "markdown")):
+                       ("--format", args.format != "markdown"), ("--plot", args.plot)):
         if used:
             parser.error(f"{flag} applies to --table only")
     if not args.directory:

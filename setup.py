@@ -28,7 +28,9 @@ setup(
         "PyYAML",
     ],
     extras_require={
-        "test": ["pytest"],
+        # matplotlib draws parse_test_res.py --plot; the tests draw every figure.
+        "plot": ["matplotlib"],
+        "test": ["pytest", "matplotlib"],
         # LAUNCHER=slurm of the protocol sweeps.
         "slurm": ["submitit"],
     },

@@ -171,29 +171,16 @@ check_trainer_config() {
     [[ -f configs/trainers/$TRAINER/$1.yaml ]] || die "no trainer config configs/trainers/$TRAINER/$1.yaml"
 }
 
-# The last "* accuracy: X%" of a log after its first "=> result" line; with a second argument,
-# only a result block that follows that line counts (e.g. "Finish training"). Prints nothing
-# when there is no such result.
-final_accuracy() {
-    local log=$1 after=${2:-}
-    [[ -f $log ]] || return 0
-    awk -v after="$after" '
-        BEGIN { started = (after == "") }
-        { line = $0; gsub(/^[ \t\r]+|[ \t\r]+$/, "", line) }
-        !started { if (line == after) started = 1; next }
-        line == "=> result" { armed = 1 }
-        armed && line ~ /^\* accuracy: [-+.0-9eE]+%$/ { value = line; sub(/^\* accuracy: /, "", value); sub(/%$/, "", value) }
-        END { if (value != "") print value }
-    ' "$log"
-}
-
-# The accuracy of a finished job in DIR; MODE train needs the final test after training.
+# The accuracy of a finished job in DIR (nothing when it has no result), read by the project's one
+# reader of a run's result (mmrl/results.py: results.json, else the newest log with a final
+# result); MODE train needs the test that followed training.
 job_accuracy() {
     local dir=$1 mode=$2
+    [[ -d $dir ]] || return 0
     if [[ $mode == train ]]; then
-        final_accuracy "$dir/log.txt" "Finish training"
+        "$PYTHON" -m mmrl.results "$dir" --after-training
     else
-        final_accuracy "$dir/log.txt"
+        "$PYTHON" -m mmrl.results "$dir"
     fi
 }
 

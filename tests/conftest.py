@@ -85,3 +85,22 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
         pytest.fail(f"CI is set but SLURM is not usable: {reason}; {hint}", pytrace=False)
     pytest.skip(f"no SLURM reachable: {reason} ({hint})")
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """One real ``train.py`` run of MMRL on the demo (base classes, 4 shots, 1 epoch), shared by the
+    tests of trained-model use and of run results: (data root, output folder)."""
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = tmp_path_factory.mktemp("demo-data")
+    out = tmp_path_factory.mktemp("demo-run") / "seed1"
+    argv = [sys.executable, "train.py", "--root", str(root), "--seed", "1", "--trainer", "MMRL",
+            "--dataset-config-file", "configs/datasets/demo.yaml", "--config-file", "configs/trainers/MMRL/demo.yaml",
+            "--output-dir", str(out), "DATASET.NUM_SHOTS", "4", "OPTIM.MAX_EPOCH", "1",
+            "DATASET.SUBSAMPLE_CLASSES", "base", "TASK", "B2N"]
+    proc = subprocess.run(argv, cwd=repo, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return root, out

@@ -8,6 +8,7 @@ training. Each argv is then resolved by mmrl.config's assembly, as train.py reso
 import csv
 import os
 import subprocess
+import sys
 from typing import Dict, List, Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -16,7 +17,8 @@ END = "--end-of-argv--"
 
 RECORDING_PYTHON = r"""#!/usr/bin/env bash
 # Stands in for python under the protocol scripts: records train.py's argv, answers the data
-# check with "every dataset is present", and ignores the result parser.
+# check with "every dataset is present", hands the result reader to the real python, and ignores
+# the result parser.
 if [[ $1 == train.py ]]; then
     printf '%s\n' "${@:2}" "--end-of-argv--" >> "$RECORD"
     eval_only=0
@@ -35,6 +37,8 @@ elif [[ $1 == -m && $2 == mmrl.data.check ]]; then
     while [[ $# -gt 0 && $1 != --present-configs ]]; do shift; done
     shift
     printf '%s\n' "$@"
+elif [[ $1 == -m && $2 == mmrl.results ]]; then
+    exec "$REAL_PYTHON" "$@"
 fi
 exit 0
 """
@@ -115,7 +119,7 @@ def record_jobs(work_dir: str, trainers: Sequence[str]) -> List[List[str]]:
     data = os.path.join(work_dir, "data")
     os.makedirs(data, exist_ok=True)
     for datasets in ("", "demo"):
-        env = dict(os.environ, PYTHON=fake, RECORD=record, DATA=data, OPTS="", FORCE="0",
+        env = dict(os.environ, PYTHON=fake, REAL_PYTHON=sys.executable, RECORD=record, DATA=data, OPTS="", FORCE="0",
                    OUTPUT=os.path.join(work_dir, "output"))
         env.pop("SHOTS", None)
         if datasets:

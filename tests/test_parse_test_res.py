@@ -76,9 +76,9 @@ def tree(tmp_path) -> str:
     write_log(seed(tb, "dtd", "MMRL", "vit_b16", 2), 86.0)
     write_log(seed(tn, "dtd", "MMRL", "vit_b16", 1), 60.0, train=False)
     write_log(seed(tn, "dtd", "MMRL", "vit_b16", 2), None, train=False)
-    # An older log next to log.txt (the logger's log.txt-<timestamp>) is not read.
+    # A later rerun (the logger's log.txt-<timestamp>) killed before its test does not hide log.txt's result.
     with open(os.path.join(seed(tb, "dtd", "MMRL", "vit_b16", 1), "log.txt-2025-01-01-00-00-00"), "w") as f:
-        f.write(result_block(11.0))
+        f.write(CONFIG_DUMP + "Evaluate on the *val* set\n")
     write_log(seed(tb, "eurosat", "MMRL", "vit_b16", 1), 95.0)
     write_log(seed(tb, "imagenet", "MMRLpp", "vit_b16_imagenet", 1), 78.0)
     write_log(seed(tn, "imagenet", "MMRLpp", "vit_b16_imagenet", 1), 72.0, train=False)
@@ -182,8 +182,10 @@ def test_b2n_markdown(tree, capsys):
     assert rows["Dataset"] == ["Base", "New", "HM"]
     # HM(77.9, 71.2) = 2 * 77.9 * 71.2 / 149.1 = 74.3996
     assert rows["ImageNet"] == ["77.90 (3)", "71.20 (3)", "74.40"]
-    # DTD new: seed2 crashed, so one seed; HM(85.5, 60) = 10260 / 145.5 = 70.5155
-    assert rows["DTD"] == ["85.50 (2)", "60.00 (1)", "70.52"]
+    # DTD new: seed2 crashed, so one seed, flagged (never averaged as if complete);
+    # HM(85.5, 60) = 10260 / 145.5 = 70.5155
+    assert rows["DTD"] == ["85.50 (2)", "60.00 (1)*", "70.52*"]
+    assert "* DTD, New: mean of 1 of 2 seeds; seed2 unfinished (see Problems)" in out
     # EuroSAT has no new run: missing cells, never 0
     assert rows["EuroSAT"] == ["95.00 (1)", "—", "—"]
     assert rows["Caltech101"] == ["—", "—", "—"]
@@ -243,6 +245,7 @@ def test_b2n_latex(tree, capsys):
     lines = [" ".join(line.split()) for line in out.splitlines()]
     assert "\\begin{tabular}{llll}" in lines
     assert "ImageNet & 77.90 (3) & 71.20 (3) & 74.40 \\\\" in lines
+    assert "DTD & 85.50 (2) & 60.00 (1)* & 70.52* \\\\" in lines
     assert "EuroSAT & 95.00 (1) & — & — \\\\" in lines
     assert "Average & 86.13* & 65.60* & 74.48* \\\\" in lines
     assert any(line.startswith("% - ") and "seed2" in line for line in lines)

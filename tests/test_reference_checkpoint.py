@@ -34,7 +34,7 @@ def reference_mmrl_dict(learner):
     """A reference-format MMRL state dict, written with the reference's key names."""
     sd = frozen_part()
     sd["representation_learner.compound_rep_tokens"] = learner.rep_tokens.detach().clone()
-    for i in range(3):
+    for i in range(len(learner.to_visual)):
         sd[f"representation_learner.compound_rep_tokens_r2vproj.{i}.weight"] = learner.to_visual[i].weight.detach().clone()
         sd[f"representation_learner.compound_rep_tokens_r2vproj.{i}.bias"] = learner.to_visual[i].bias.detach().clone()
         sd[f"representation_learner.compound_rep_tokens_r2tproj.{i}.weight"] = learner.to_text[i].weight.detach().clone()

@@ -70,8 +70,8 @@ def test_mmrl_base2new_tree_and_logs(env, mmrl_b2n):
     assert "Finish training" in train_log
     assert train_log.index("=> result") > train_log.index("Finish training")
     assert f"Checkpoint saved to {weights[0]}" in train_log
-    # An eval-only run leaves only its log and its config record.
-    assert sorted(os.listdir(test_dir)) == ["config.yaml", "log.txt"]
+    # An eval-only run leaves only its log, its config record and its result.
+    assert sorted(os.listdir(test_dir)) == ["config.yaml", "log.txt", "results.json"]
     with open(os.path.join(test_dir, "log.txt")) as f:
         test_log = f.read()
     assert "Finish training" not in test_log and "=> result" in test_log
@@ -98,7 +98,7 @@ def test_rerun_skips_existing_results(env, mmrl_b2n):
     assert "(existing results)" in proc.stdout
     assert "Running:" not in proc.stdout
     assert sorted(os.listdir(train_dir)) == ["MultiModalRepresentationLearner", "config.yaml", "log.txt",
-                                             "tensorboard"]
+                                             "results.json", "tensorboard"]
 
 
 def test_b2n_table_from_the_runs(env, mmrl_b2n):
@@ -137,8 +137,8 @@ def test_zsclip_base2new_and_unfinished_run(env):
     assert f"Unfinished run at {test_dir}" in proc.stdout
     assert len(glob.glob(os.path.join(test_dir, "log.txt.unfinished-*"))) == 1
     assert final_accuracy(os.path.join(test_dir, "log.txt")) is not None
-    # Nothing is trained: both sides are eval-only runs that leave only their log and config record.
-    assert sorted(os.listdir(train_dir)) == ["config.yaml", "log.txt"]
+    # Nothing is trained: both sides are eval-only runs that leave only their log, config record and result.
+    assert sorted(os.listdir(train_dir)) == ["config.yaml", "log.txt", "results.json"]
     with open(os.path.join(train_dir, "log.txt")) as f:
         assert "Finish training" not in f.read()
     assert not os.path.exists(os.path.join(env["OUTPUT"], "base2new", "train_base", "demo", "shots_16", "ZeroshotCLIP", "demo", "seed2"))

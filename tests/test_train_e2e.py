@@ -62,7 +62,7 @@ def test_base_to_novel_train_then_test_new(root, tmp_path):
     test_log = (test_dir / "log.txt").read_text()
     assert "Scoring the class logits (TASK B2N)" in test_log
     assert re.search(r"^\* accuracy: \d+\.\d%$", test_log, re.M)
-    assert sorted(os.listdir(test_dir)) == ["config.yaml", "log.txt"]
+    assert sorted(os.listdir(test_dir)) == ["config.yaml", "log.txt", "results.json"]
 
 
 def test_config_error_is_reported_without_traceback(root, tmp_path):

@@ -5,7 +5,7 @@ from typing import Any, Callable, Dict, List, Tuple
 import torch
 
 from mmrl.dassl.engine import TrainerX
-from mmrl.model.clip_loader import MINI_BACKBONE, load_clip
+from mmrl.model.clip_loader import MINI_BACKBONE, check_input_size, class_prompts, load_clip
 
 
 # Images per forward pass at evaluation. Test batches are large (250 in the method configs) and
@@ -25,13 +25,6 @@ def backbone_fingerprint(clip_model) -> str:
     for key in _FINGERPRINT_TENSORS:
         digest.update(state[key].detach().to("cpu", torch.float16).contiguous().numpy().tobytes())
     return digest.hexdigest()
-
-
-def class_prompts(template: str, classnames: List[str]) -> List[str]:
-    """One prompt per class. Underscores become spaces, as in the reference."""
-    if "{}" not in template:
-        raise ValueError(f"prompt template {template!r} has no '{{}}' placeholder for the class name")
-    return [template.format(name.replace("_", " ")) for name in classnames]
 
 
 class CLIPTrainer(TrainerX):
@@ -56,12 +49,7 @@ class CLIPTrainer(TrainerX):
             device=self.device,
             fp16=self.precision == "fp16",
         )
-        resolution = clip_model.visual.input_resolution
-        if tuple(cfg.INPUT.SIZE) != (resolution, resolution):
-            raise ValueError(
-                f"INPUT.SIZE is {tuple(cfg.INPUT.SIZE)} but the CLIP backbone {cfg.MODEL.BACKBONE.NAME!r} "
-                f"takes {resolution}x{resolution} images: set INPUT.SIZE ({resolution}, {resolution})"
-            )
+        check_input_size(clip_model, cfg.INPUT.SIZE, cfg.MODEL.BACKBONE.NAME)
         self.backbone_sha1 = backbone_fingerprint(clip_model)
         return clip_model
 

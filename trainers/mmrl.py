@@ -4,9 +4,8 @@ The trainer wires the configuration to the model pieces of ``mmrl.model``; the m
 Only the learner (representation tokens, their maps and the representation projection) is registered
 with the engine, so checkpoints hold the trainable tensors and nothing of CLIP.
 """
-import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Dict, Optional
 
 import torch
 
@@ -14,36 +13,28 @@ from mmrl.dassl.config import CfgNode
 from mmrl.dassl.engine import TRAINER_REGISTRY
 from mmrl.dassl.metrics import compute_accuracy
 from mmrl.dassl.optim import build_lr_scheduler, build_optimizer
-from mmrl.dassl.utils import find_checkpoint_file, load_checkpoint
-from mmrl.model.mmrl import RepresentationCLIP
-from mmrl.model.reference import from_reference_state_dict, is_reference_state_dict, reference_variant
+from mmrl.model.checkpoint import CHECKPOINT_FOLDERS, DEFAULT_SOURCE_DATASET, read_learner
+from mmrl.model.mmrl import RepresentationCLIP, decoupled_inference
 from mmrl.model.representation import RepArch
 
 from .clip_base import CLIPTrainer
-
-# The reference implementation evaluates cross-dataset transfer from ImageNet; checkpoints that do not
-# record their training dataset (the reference's own) are taken to come from there.
-DEFAULT_SOURCE_DATASET = "ImageNet"
-# Folder names a checkpoint of this method may sit under: ours and the reference's, then an older
-# reference release's.
-CHECKPOINT_FOLDERS = ("MultiModalRepresentationLearner", "MultiModalPromptLearner")
 
 
 def scored_logits(task: str, subsample: str, dataset: str, source_dataset: str) -> str:
     """Which logits a test scores: "fused" (class + representation) or "class" (class token only).
 
-    Decoupled inference of MMRL: the representation branch is trained on the training classes, so it
-    is used where the test classes are those classes and dropped where they are unseen.
+    Decoupled inference (``mmrl.model.mmrl.decoupled_inference``): fused where the test classes are
+    the training classes, the class token alone where they are unseen.
     - B2N: base classes -> fused; new (and all) -> class.
     - FS: fused.
     - CD: the source dataset the model was trained on -> fused; every other dataset -> class.
     """
     if task == "B2N":
-        return "fused" if subsample == "base" else "class"
+        return decoupled_inference(subsample == "base")
     if task == "FS":
-        return "fused"
+        return decoupled_inference(True)
     if task == "CD":
-        return "fused" if dataset == source_dataset else "class"
+        return decoupled_inference(dataset == source_dataset)
     raise ValueError(f"TASK must be one of B2N, FS, CD, got {task!r}")
 
 
@@ -136,8 +127,11 @@ class MMRL(CLIPTrainer):
         self.optim, self.sched = optim, sched
 
     def checkpoint_extra(self, name):
-        # The backbone is recorded by the engine (checkpoint_record).
-        return {"arch": self.arch.to_dict(), "trainer": self.variant, "dataset": self.cfg.DATASET.NAME}
+        # The backbone and the resolved config are recorded by the engine (checkpoint_record). The
+        # classes and prompt template the model was trained with are what a prediction on new images
+        # needs (mmrl.predict).
+        return {"arch": self.arch.to_dict(), "trainer": self.variant, "dataset": self.cfg.DATASET.NAME,
+                "classnames": list(self.dm.dataset.classnames), "template": self.prompt_template}
 
     # ---- training -------------------------------------------------------------------------------
     def forward_backward(self, batch):
@@ -156,6 +150,7 @@ class MMRL(CLIPTrainer):
         which = scored_logits(self.cfg.TASK, self.cfg.DATASET.SUBSAMPLE_CLASSES, self.cfg.DATASET.NAME,
                               self.source_dataset)
         print(f"Scoring the {which} logits (TASK {self.cfg.TASK})")
+        self._scored = which  # recorded in results.json
         with torch.no_grad(), self.autocast():
             return EvalContext(self.model.text_features(), which)
 
@@ -166,42 +161,21 @@ class MMRL(CLIPTrainer):
                                     image)
         return logits.float()
 
-    # ---- loading --------------------------------------------------------------------------------
-    def _checkpoint_folder(self, directory: str) -> str:
-        for name in CHECKPOINT_FOLDERS:
-            folder = os.path.join(directory, name)
-            if os.path.isdir(folder):
-                return folder
-        present = sorted(os.listdir(directory)) if os.path.isdir(directory) else []
-        raise FileNotFoundError(
-            f'Model not found at "{os.path.join(directory, self.model_name)}" '
-            f"(the folder {directory} holds: {present or 'nothing'}). Pass the output folder of a training "
-            "run with --model-dir."
-        )
+    def result_extra(self) -> Dict[str, Any]:
+        return {"logits": self._scored}
 
+    # ---- loading --------------------------------------------------------------------------------
     def load_model(self, directory, epoch=None):
         if not directory:
             print("Note that load_model() is skipped as no pretrained model is given "
                   "(ignore this if it's done on purpose)")
             return
-        path = find_checkpoint_file(self._checkpoint_folder(directory), epoch)
-        checkpoint = load_checkpoint(path)
+        found = read_learner(directory, epoch, self.method_cfg.REP_LAYERS)
+        path, checkpoint, state_dict = found.path, found.checkpoint, found.state_dict
         self.check_checkpoint(checkpoint, path, resuming=False)
-        state_dict = checkpoint["state_dict"]
-
-        if is_reference_state_dict(state_dict):
-            found = reference_variant(state_dict)
-            self._check_variant(found, path)
-            state_dict, arch_fields = from_reference_state_dict(state_dict, tuple(self.method_cfg.REP_LAYERS))
-            arch = RepArch.from_dict({**self.arch.to_dict(), **arch_fields})
-            source = DEFAULT_SOURCE_DATASET
-        elif "arch" in checkpoint:
-            arch = RepArch.from_dict(checkpoint["arch"])
-            self._check_variant(arch.variant, path)
-            source = checkpoint.get("dataset", DEFAULT_SOURCE_DATASET)
-        else:
-            raise ValueError(f"{path} is neither a checkpoint of this project (no 'arch' entry) nor a reference "
-                             f"{self.variant} checkpoint (no representation_learner.* keys)")
+        self._check_variant(found.variant, path)
+        arch = RepArch.from_dict({**self.arch.to_dict(), **found.arch})
+        source = found.source_dataset
 
         widths = ("visual_width", "text_width", "embed_dim")
         if any(getattr(arch, w) != getattr(self.arch, w) for w in widths):
@@ -218,6 +192,7 @@ class MMRL(CLIPTrainer):
             self.build_representation(arch)
         self.model.load_trainable_state_dict(state_dict)
         self.source_dataset = source
+        self.model_epoch = checkpoint.get("epoch")
         print(f'Loading weights to {self.model_name} from "{path}" (epoch = {checkpoint.get("epoch")})')
 
     def _check_variant(self, found: str, path: str) -> None:

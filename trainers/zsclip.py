@@ -16,6 +16,9 @@ class ZeroshotCLIP(CLIPTrainer):
     def model_inference(self, image):
         return self.in_chunks(self.model, image)
 
+    def result_extra(self):
+        return {"logits": "zero_shot"}
+
     def load_model(self, directory, epoch=None):
         if directory:
             print(f"ZeroshotCLIP has no trained weights: --model-dir {directory} is ignored")

@@ -6,7 +6,7 @@ drive its blocks from outside and never edit it.
 import os
 import urllib.error
 import warnings
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 
@@ -195,3 +195,20 @@ def load_clip(
     print(f"CLIP precision: {'fp16' if fp16 else 'fp32'}")
     model.requires_grad_(False)
     return model.to(device).eval()
+
+
+def check_input_size(clip_model: CLIP, input_size: Sequence[int], backbone: str) -> None:
+    """Raise unless ``INPUT.SIZE`` is the resolution the CLIP backbone takes."""
+    resolution = clip_model.visual.input_resolution
+    if tuple(input_size) != (resolution, resolution):
+        raise ValueError(
+            f"INPUT.SIZE is {tuple(input_size)} but the CLIP backbone {backbone!r} "
+            f"takes {resolution}x{resolution} images: set INPUT.SIZE ({resolution}, {resolution})"
+        )
+
+
+def class_prompts(template: str, classnames: List[str]) -> List[str]:
+    """One prompt per class. Underscores become spaces, as in the reference."""
+    if "{}" not in template:
+        raise ValueError(f"prompt template {template!r} has no '{{}}' placeholder for the class name")
+    return [template.format(name.replace("_", " ")) for name in classnames]

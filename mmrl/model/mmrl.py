@@ -13,6 +13,18 @@ from mmrl.model.towers import ClassGroups, ImageTower, TextTower
 
 # Logits use a fixed scale, not CLIP's learned logit_scale, as in the reference.
 LOGIT_SCALE = 100.0
+# The logits a prediction scores: class + representation features, or the class token alone.
+FUSED, CLASS_TOKEN = "fused", "class"
+SCORED_LOGITS = (FUSED, CLASS_TOKEN)
+
+
+def decoupled_inference(trained_classes: bool) -> str:
+    """Decoupled inference of MMRL: which logits to score for a set of classes.
+
+    The representation branch is learned on the training classes, so it is used where the classes
+    scored are those classes (``FUSED``) and dropped for any other class set (``CLASS_TOKEN``).
+    """
+    return FUSED if trained_classes else CLASS_TOKEN
 
 
 @dataclass(frozen=True)
@@ -179,6 +191,10 @@ class RepresentationCLIP(nn.Module):
         """Logits and features of ``images`` against precomputed text features [C, d]."""
         f_c, f_r = self.image_features(images)
         return self._output(f_c, f_r, text_features)
+
+    def inference_logits(self, images: torch.Tensor, text_features: torch.Tensor, scored: str) -> torch.Tensor:
+        """The ``scored`` logits (``FUSED`` or ``CLASS_TOKEN``) [B, C] of an evaluation."""
+        return self.logits(images, text_features).scored(scored)
 
     def forward_train(self, images: torch.Tensor, labels: torch.Tensor, reg_weight: float) -> RepresentationOutput:
         """One training forward: the logits and features, and the loss."""

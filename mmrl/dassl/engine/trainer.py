@@ -229,7 +229,7 @@ class TrainerBase:
             checkpoint = load_checkpoint(model_path)
             self.check_checkpoint(checkpoint, model_path, resuming=False)
             state_dict = checkpoint["state_dict"]
-            ckpt_epoch = checkpoint["epoch"]
+            ckpt_epoch = self.model_epoch = checkpoint["epoch"]
             val_result = checkpoint.get("val_result")
             if val_result is None:
                 print(f"Load {model_path} to {name} (epoch={ckpt_epoch})")
@@ -385,6 +385,14 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def autocast_for(precision: str, device: torch.device) -> ContextManager[Any]:
+    """float16 autocast for amp, bfloat16 for bf16, on ``device``; a no-op otherwise."""
+    dtype = AUTOCAST_DTYPES.get(precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
 def resolve_precision(cfg: Any, device: torch.device) -> str:
     """``cfg.TRAINER[<NAME>].PREC``, "fp32" when the trainer has no such key. On CPU, fp16 and
     amp become fp32 unless the node's ``PREC_ON_CPU`` is true (then they run as on CUDA); bf16
@@ -423,6 +431,7 @@ class SimpleTrainer(TrainerBase):
 
     def __init__(self, cfg: Any) -> None:
         super().__init__()
+        self.time_created = time.time()
         self.check_cfg(cfg)
 
         if torch.cuda.is_available() and cfg.USE_CUDA:
@@ -439,6 +448,11 @@ class SimpleTrainer(TrainerBase):
         self.output_dir = cfg.OUTPUT_DIR
         # Set by --force: resume under another config, evaluate with another backbone.
         self.force = False
+        # Completed epochs of the model in use (trained, resumed or loaded): results.json's "epoch".
+        self.model_epoch = 0
+        # Files the run's config came from, recorded in results.json (train.py fills them in).
+        self.config_files: Dict[str, str] = {}
+        self._after_training = False
 
         self.cfg = cfg
         self.build_data_loader()
@@ -544,11 +558,7 @@ class SimpleTrainer(TrainerBase):
                 print(f"Removed {path}, left by a save that was interrupted")
 
     def autocast(self) -> ContextManager[Any]:
-        """float16 autocast for amp, bfloat16 for bf16, on the trainer's device; a no-op otherwise."""
-        dtype = AUTOCAST_DTYPES.get(self.precision)
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=dtype)
+        return autocast_for(self.precision, self.device)
 
     def model_backward_and_update(self, loss: torch.Tensor, names: Names = None) -> None:
         if self.scaler is None:
@@ -591,7 +601,7 @@ class SimpleTrainer(TrainerBase):
         self.remove_stale_temporaries()
         if self.cfg.RESUME:
             self.check_resume_folder(self.cfg.RESUME)
-        self.start_epoch = self.resume_model_if_exist(directory)
+        self.start_epoch = self.model_epoch = self.resume_model_if_exist(directory)
         # After the resume check, so a refused resume leaves the record of the checkpoint in place.
         write_config_record(self.cfg)
 
@@ -611,6 +621,7 @@ class SimpleTrainer(TrainerBase):
                 self.load_model(self.output_dir)
             else:
                 print("Deploy the last-epoch model")
+            self._after_training = True
             self.test()
 
         elapsed = round(time.time() - self.time_start)
@@ -626,7 +637,7 @@ class SimpleTrainer(TrainerBase):
         return meet_freq or epoch_count == self.max_epoch
 
     def after_epoch(self) -> None:
-        epoch_count = self.epoch + 1
+        epoch_count = self.model_epoch = self.epoch + 1
         do_test = not self.cfg.TEST.NO_TEST
 
         if do_test and self.cfg.TEST.FINAL_MODEL == "best_val":
@@ -662,6 +673,8 @@ class SimpleTrainer(TrainerBase):
 
         if split is None:
             split = self.cfg.TEST.SPLIT
+        # A validation pass that falls back to the test loader is no test result.
+        is_test = split == "test"
 
         if split == "val" and self.val_loader is not None:
             data_loader = self.val_loader
@@ -686,6 +699,8 @@ class SimpleTrainer(TrainerBase):
 
         for k, v in results.items():
             self.write_scalar(f"{split}/{k}", v, self.epoch)
+        if is_test:
+            self.write_results(results)
 
         return list(results.values())[0]
 
@@ -694,6 +709,46 @@ class SimpleTrainer(TrainerBase):
         built once per :meth:`test` in eval mode and handed to ``model_inference(input,
         context)``; None, the default, keeps Dassl's ``model_inference(input)``."""
         return None
+
+    def result_extra(self) -> Dict[str, Any]:
+        """Entries a trainer adds to results.json (e.g. which logits were scored)."""
+        return {}
+
+    def write_results(self, results: Dict[str, float]) -> None:
+        """``OUTPUT_DIR/results.json``: the test result with what produced it (see mmrl.results)."""
+        from mmrl.results import write_record
+
+        cfg = self.cfg
+        log = getattr(getattr(sys.stdout, "file", None), "name", None)
+        record: Dict[str, Any] = {
+            "split": "test",
+            "total": self.evaluator.total,
+            "correct": self.evaluator.correct,
+            "accuracy": results["accuracy"],
+            "error": results["error_rate"],
+            "macro_f1": results["macro_f1"],
+        }
+        if "perclass_accuracy" in results:
+            record["average"] = results["perclass_accuracy"]  # the "* average" line of per-class results
+        record.update({
+            "task": cfg.get("TASK"),
+            "logits": None,
+            "epoch": self.model_epoch,
+            "after_training": self._after_training,
+            "trainer": cfg.TRAINER.NAME,
+            "dataset": cfg.DATASET.NAME,
+            "subsample": cfg.DATASET.get("SUBSAMPLE_CLASSES"),
+            "shots": cfg.DATASET.NUM_SHOTS,
+            "seed": cfg.SEED,
+            "config_file": self.config_files.get("config_file", ""),
+            "dataset_config_file": self.config_files.get("dataset_config_file", ""),
+            "backbone": cfg.MODEL.BACKBONE.NAME,
+            "wall_time_s": round(time.time() - self.time_created, 3),
+            "finished_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "log": osp.basename(log) if log and osp.dirname(osp.abspath(log)) == osp.abspath(self.output_dir) else None,
+        })
+        record.update(self.result_extra())
+        write_record(self.output_dir, record)
 
     def model_inference(self, input: torch.Tensor) -> Any:
         return self.model(input)

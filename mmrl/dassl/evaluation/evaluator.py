@@ -93,6 +93,14 @@ class Classification(EvaluatorBase):
                 )
             self._per_class_res = defaultdict(list)
 
+    @property
+    def total(self) -> int:
+        return self._total
+
+    @property
+    def correct(self) -> int:
+        return self._correct
+
     def reset(self) -> None:
         self._correct = 0
         self._total = 0

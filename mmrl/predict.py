@@ -1,0 +1,363 @@
+"""Classify your own images with a trained MMRL / MMRL++ model.
+
+    python -m mmrl.predict --model-dir RUN [--load-epoch E] PATH... [--topk 5]
+                           [--format table|csv|json] [--output FILE] [--classnames FILE] [--template T]
+
+PATH: image files, or folders searched recursively for images. From Python::
+
+    model = mmrl.load("output/.../seed1")
+    for p in model.predict(["cat.jpg", "dog.png"]):
+        print(p.path, p.classes[0], p.probabilities[0])
+
+Everything is read from the run's checkpoint: the architecture, the resolved config (backbone,
+method values, test transform), the class names and the prompt template it was trained with.
+CLIP weights come from ``MODEL.BACKBONE.NAME`` or ``MODEL.BACKBONE.PATH`` as at training
+(``--backbone-path`` points elsewhere). Checkpoints of the reference implementation record none
+of this: give ``--classnames`` and ``--template`` (and ``--config-file`` when it was not trained
+with ``configs/trainers/<variant>/vit_b16.yaml``).
+
+Decoupled inference: with the class names the model was trained on, the fused logits (class +
+representation features) are scored; with any other class set, the class-token logits alone.
+The output says which; ``--logits`` forces one.
+"""
+import argparse
+import contextlib
+import csv
+import io
+import json
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any, List, Optional, Sequence, Tuple, Union
+
+import torch
+from PIL import Image
+from tabulate import tabulate
+from tqdm import tqdm
+from yacs.config import CfgNode
+
+from mmrl.config import default_cfg
+from mmrl.dassl.config import merge_from_file_checked
+from mmrl.dassl.data.data_manager import read_image
+from mmrl.dassl.data.transforms import build_transform
+from mmrl.dassl.engine.trainer import autocast_for, resolve_precision
+from mmrl.model.checkpoint import LearnerCheckpoint, read_learner
+from mmrl.model.clip_loader import CLIPWeightsUnavailable, check_input_size, class_prompts, load_clip
+from mmrl.model.mmrl import CLASS_TOKEN, FUSED, RepresentationCLIP, decoupled_inference
+from mmrl.model.representation import RepArch
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+LOGITS_CHOICES = ("auto", FUSED, CLASS_TOKEN)
+FORMATS = ("table", "csv", "json")
+# Images per forward pass; the trainer's evaluation runs its batches in chunks of the same size.
+BATCH_SIZE = 32
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+USER_ERRORS = (FileNotFoundError, NotADirectoryError, ValueError, KeyError, RuntimeError, CLIPWeightsUnavailable)
+
+ImageInput = Union[str, Image.Image]
+
+
+@dataclass
+class Prediction:
+    """The top-k classes of one image, most probable first; ``error`` set for a skipped image."""
+
+    path: str
+    classes: List[str]
+    probabilities: List[float]
+    error: Optional[str] = None
+
+    @property
+    def label(self) -> Optional[str]:
+        return self.classes[0] if self.classes else None
+
+
+class Predictor:
+    """A trained model ready to classify images (see :func:`load`)."""
+
+    def __init__(self, model: RepresentationCLIP, classnames: List[str], template: str, scored: str,
+                 reason: str, transform: Any, device: torch.device, precision: str, source: str) -> None:
+        self.model = model
+        self.classnames = classnames
+        self.template = template
+        self.scored = scored  # FUSED or CLASS_TOKEN
+        self.reason = reason  # why those logits
+        self.transform = transform
+        self.device = device
+        self.precision = precision
+        self.source = source  # the checkpoint file
+        with torch.no_grad(), autocast_for(precision, device):
+            # Text features depend only on the learner and the class names: computed once.
+            self.text_features = model.text_features()
+
+    @property
+    def rule(self) -> str:
+        return f"{self.scored} logits ({self.reason})"
+
+    def _tensor(self, image: ImageInput) -> torch.Tensor:
+        img = read_image(image) if isinstance(image, str) else image.convert("RGB")
+        return self.transform(img)
+
+    @torch.no_grad()
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The scored logits [B, C] of a batch of transformed images [B, 3, H, W]."""
+        with autocast_for(self.precision, self.device):
+            logits = self.model.inference_logits(images.to(self.device), self.text_features, self.scored)
+        return logits.float()
+
+    def predict(self, images: Sequence[ImageInput], topk: int = 5, batch_size: int = BATCH_SIZE,
+                skip_unreadable: bool = False, progress: bool = False) -> List[Prediction]:
+        """Top-``topk`` classes with probabilities for each image (a path or a PIL image), in order.
+
+        An unreadable file raises an error naming it, or with ``skip_unreadable`` gets a
+        :class:`Prediction` with ``error`` set and no classes.
+        """
+        if topk < 1:
+            raise ValueError(f"topk must be at least 1, got {topk}")
+        k = min(topk, len(self.classnames))
+        names = [img if isinstance(img, str) else f"<image {i}>" for i, img in enumerate(images)]
+        out: List[Optional[Prediction]] = [None] * len(images)
+        starts = range(0, len(images), batch_size)
+        for start in tqdm(starts, file=sys.stderr, disable=not progress or None, desc="predict", unit="batch"):
+            tensors, index = [], []
+            for i in range(start, min(start + batch_size, len(images))):
+                try:
+                    tensors.append(self._tensor(images[i]))
+                except OSError as err:  # FileNotFoundError too
+                    if not skip_unreadable:
+                        raise
+                    out[i] = Prediction(names[i], [], [], error=str(err))
+                    continue
+                index.append(i)
+            if not tensors:
+                continue
+            probs = self.logits(torch.stack(tensors)).softmax(dim=-1)
+            top_p, top_i = probs.topk(k, dim=-1)
+            for row, i in enumerate(index):
+                out[i] = Prediction(names[i], [self.classnames[j] for j in top_i[row].tolist()],
+                                    top_p[row].tolist())
+        return out  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def read_classnames(path: str) -> List[str]:
+    """One class name per line (blank lines ignored)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--classnames {path}: no such file (give a text file with one class name per line)")
+    with open(path, encoding="utf-8") as f:
+        names = [line.strip() for line in f if line.strip()]
+    if not names:
+        raise ValueError(f"--classnames {path} holds no class names (one per line)")
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise ValueError(f"--classnames {path} names {dup!r} twice")
+    return names
+
+
+def _config(found: LearnerCheckpoint, config_file: Optional[str]) -> CfgNode:
+    """The run's resolved config: the one stored in the checkpoint, else defaults + a method YAML."""
+    stored = found.checkpoint.get("config")
+    if stored is not None and config_file is None:
+        return CfgNode.load_cfg(stored) if isinstance(stored, str) else CfgNode(dict(stored))
+    cfg = default_cfg(found.variant)  # the method's keys are declared by its trainer
+    merge_from_file_checked(cfg, config_file or _default_config_file(found.variant))
+    if found.checkpoint.get("backbone"):
+        cfg.MODEL.BACKBONE.NAME = found.checkpoint["backbone"]
+    return cfg
+
+
+def _default_config_file(variant: str) -> str:
+    path = os.path.join(REPO_ROOT, "configs", "trainers", variant, "vit_b16.yaml")  # the reference's config
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"the checkpoint stores no config and {path} does not exist: "
+                                "pass --config-file with the method YAML the model was trained with")
+    return path
+
+
+def load(run_dir: str, epoch: Optional[int] = None, classnames: Optional[Sequence[str]] = None,
+         template: Optional[str] = None, logits: str = "auto", config_file: Optional[str] = None,
+         backbone_path: Optional[str] = None, device: Optional[str] = None) -> Predictor:
+    """A :class:`Predictor` for the model a training run saved in ``run_dir``.
+
+    ``classnames`` / ``template`` replace the ones stored in the checkpoint (required for reference
+    checkpoints, which store none); ``logits`` "auto" applies decoupled inference, "fused" or
+    "class" force one; ``config_file`` replaces the stored config (reference checkpoints:
+    default ``configs/trainers/<variant>/vit_b16.yaml``). What loading prints goes to stderr.
+    """
+    # The engine's progress lines (CLIP loading, transforms) are diagnostics: stdout is kept for results.
+    with contextlib.redirect_stdout(sys.stderr):
+        return _load(run_dir, epoch, classnames, template, logits, config_file, backbone_path, device)
+
+
+def _load(run_dir: str, epoch: Optional[int], classnames: Optional[Sequence[str]], template: Optional[str],
+          logits: str, config_file: Optional[str], backbone_path: Optional[str], device: Optional[str]) -> Predictor:
+    if logits not in LOGITS_CHOICES:
+        raise ValueError(f"logits must be one of {LOGITS_CHOICES}, got {logits!r}")
+    if config_file is not None and not os.path.isfile(config_file):
+        raise FileNotFoundError(f"--config-file {config_file}: no such file")
+
+    def reference_layers(variant: str) -> Sequence[int]:
+        cfg = default_cfg(variant)
+        merge_from_file_checked(cfg, config_file or _default_config_file(variant))
+        return cfg.TRAINER[variant].REP_LAYERS
+
+    found = read_learner(run_dir, epoch, reference_layers)
+    trained = found.checkpoint.get("classnames")
+    names = list(classnames) if classnames is not None else trained
+    template = template if template is not None else found.checkpoint.get("template")
+    if names is None or template is None:
+        what = "a reference-implementation checkpoint, which records" if found.reference else "a checkpoint that records"
+        raise ValueError(
+            f"{found.path} is {what} neither class names nor prompt template: pass --classnames FILE "
+            "(one class name per line) and --template 'a photo of a {}.' (the template it was trained with)"
+        )
+    cfg = _config(found, config_file)
+    cfg.defrost()
+    cfg.TRAINER.NAME = found.variant
+    if backbone_path:
+        cfg.MODEL.BACKBONE.PATH = backbone_path
+
+    dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    precision = resolve_precision(cfg, dev)
+    backbone = cfg.MODEL.BACKBONE.NAME
+    clip_model = load_clip(backbone, cfg.MODEL.BACKBONE.PATH, device=dev, fp16=precision == "fp16")
+    check_input_size(clip_model, cfg.INPUT.SIZE, backbone)
+    arch = RepArch.from_dict(found.arch)
+    on_clip = RepArch.from_clip(clip_model, arch.variant, arch.n_tokens, arch.rep_layers, arch.rep_dim,
+                                proj_lora_dim=arch.proj_lora_dim, res_lora_dim=arch.res_lora_dim)
+    if on_clip != arch:
+        raise ValueError(f"{found.path} was trained on a CLIP of other widths than the backbone {backbone!r}: "
+                         "use the backbone it was trained with (MODEL.BACKBONE.NAME / --backbone-path)")
+    node = cfg.TRAINER[found.variant]
+    beta = node.BETA if "BETA" in node else 1.0
+    model = RepresentationCLIP(clip_model, class_prompts(template, names), arch, alpha=node.ALPHA, beta=beta)
+    model.load_trainable_state_dict(found.state_dict)
+    model.to(dev).eval()
+
+    if logits != "auto":
+        scored, reason = logits, "chosen with --logits"
+    elif trained is None:
+        scored = decoupled_inference(False)
+        reason = ("the checkpoint does not record the classes it was trained on; "
+                  "pass --logits fused if these are they")
+    elif set(names) == set(trained):
+        scored, reason = decoupled_inference(True), f"the {len(trained)} classes the model was trained on"
+    else:
+        scored = decoupled_inference(False)
+        reason = "class names other than the ones the model was trained on: decoupled inference"
+    transform = build_transform(cfg, is_train=False)
+    return Predictor(model, names, template, scored, reason, transform, dev, precision, found.path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def find_images(paths: Sequence[str]) -> Tuple[List[str], List[str]]:
+    """(image files, paths that do not exist). Folders are searched recursively for image
+    extensions; a file named directly is taken whatever its extension."""
+    files: List[str] = []
+    missing: List[str] = []
+    for path in paths:
+        if os.path.isdir(path):
+            for folder, dirs, names in os.walk(path):
+                dirs.sort()
+                files += [os.path.join(folder, n) for n in sorted(names)
+                          if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith(".")]
+        elif os.path.isfile(path):
+            files.append(path)
+        else:
+            missing.append(path)
+    return files, missing
+
+
+def render(predictions: Sequence[Prediction], fmt: str, predictor: Predictor, topk: int) -> str:
+    done = [p for p in predictions if p.error is None]
+    if fmt == "json":
+        payload = {
+            "checkpoint": predictor.source,
+            "logits": predictor.scored,
+            "rule": predictor.reason,
+            "classes": len(predictor.classnames),
+            "predictions": [{"path": p.path, "top": [{"class": c, "probability": q}
+                                                      for c, q in zip(p.classes, p.probabilities)]} for p in done],
+            "skipped": [{"path": p.path, "error": p.error} for p in predictions if p.error is not None],
+        }
+        return json.dumps(payload, indent=2, ensure_ascii=False)
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["path", "rank", "class", "probability", "logits"])
+        for p in done:
+            for rank, (c, q) in enumerate(zip(p.classes, p.probabilities), 1):
+                writer.writerow([p.path, rank, c, f"{q:.6f}", predictor.scored])
+        return buffer.getvalue().rstrip("\n")
+    k = min(topk, len(predictor.classnames))
+    rows = [[p.path] + [f"{c} ({100 * q:.1f}%)" for c, q in zip(p.classes, p.probabilities)] for p in done]
+    table = tabulate(rows, headers=["image"] + [f"top-{i}" for i in range(1, k + 1)], tablefmt="github",
+                     disable_numparse=True)
+    return f"Scored: the {predictor.rule}\n\n{table}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mmrl.predict", description=__doc__.split("\n\n")[0],
+                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
+    p.add_argument("--model-dir", required=True, help="the output folder of a training run")
+    p.add_argument("--load-epoch", type=int, default=None, help="checkpoint epoch (default: the latest)")
+    p.add_argument("--topk", type=int, default=5, help="classes shown per image (default 5)")
+    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--output", help="write the predictions to this file instead of stdout")
+    p.add_argument("--classnames", help="text file, one class name per line: the classes to score "
+                   "(default: those the model was trained on)")
+    p.add_argument("--template", help="prompt template with {} for the class name (default: the one it was trained with)")
+    p.add_argument("--logits", choices=LOGITS_CHOICES, default="auto",
+                   help="auto: decoupled inference (fused for the training classes, class token otherwise)")
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    p.add_argument("--config-file", help="method YAML, for checkpoints that store no config (the reference's)")
+    p.add_argument("--backbone-path", help="CLIP weights file (MODEL.BACKBONE.PATH) instead of the one trained with")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.batch_size < 1 or args.topk < 1:
+        print("Error: --batch-size and --topk must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        names = read_classnames(args.classnames) if args.classnames else None
+        predictor = load(args.model_dir, args.load_epoch, names, args.template, args.logits,
+                         args.config_file, args.backbone_path, args.device)
+    except USER_ERRORS as err:
+        print(f"Error: {err}", file=sys.stderr)
+        return 2
+    files, missing = find_images(args.paths)
+    for path in missing:
+        print(f"Skipped: {path} does not exist", file=sys.stderr)
+    if not files:
+        print(f"Error: no images found in {' '.join(args.paths)}", file=sys.stderr)
+        return 2
+    print(f"Scoring the {predictor.rule}", file=sys.stderr)
+    predictions = predictor.predict(files, args.topk, args.batch_size, skip_unreadable=True, progress=True)
+    skipped = [p for p in predictions if p.error is not None]
+    text = render(predictions, args.format, predictor, args.topk)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+        print(f"Predictions of {len(predictions) - len(skipped)} images written to {args.output}", file=sys.stderr)
+    else:
+        print(text)
+    for p in skipped:
+        print(f"Skipped unreadable image: {p.error}", file=sys.stderr)
+    if skipped or missing:
+        print(f"{len(skipped) + len(missing)} of {len(files) + len(missing)} paths could not be predicted",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
