@@ -188,9 +188,11 @@ printf 'Finish training\\n=> result\\n* total: 10\\n* correct: 1\\n* accuracy: 1
 """
 
 
-def fake_python(path, others: str = "exit 0") -> str:
+def fake_python(path, others: str = "") -> str:
     """A stand-in interpreter at ``path`` (see FAKE_PYTHON); ``others`` is the shell command run
-    for anything but train.py. Returns the path."""
+    for anything but train.py (default: the real python, which the scripts' result reader
+    ``python -m mmrl.results`` needs). Returns the path."""
+    others = others or f'exec {sys.executable} "$@"'
     path.write_text(FAKE_PYTHON.format(others=others))
     path.chmod(0o755)
     return str(path)
