@@ -69,6 +69,7 @@ def run(args, assembled) -> None:
 
     trainer = build_trainer(cfg)
     trainer.force = args.force
+    trainer.config_files = {"config_file": args.config_file, "dataset_config_file": args.dataset_config_file}
     if args.eval_only:
         write_config_record(cfg)
         trainer.load_model(args.model_dir, epoch=args.load_epoch)
