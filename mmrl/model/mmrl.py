@@ -49,6 +49,11 @@ class RepresentationOutput:
         raise ValueError(f"scored logits must be 'fused' or 'class', got {which!r}")
 
 
+def _wide(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in fp32 when it is half precision (fp16 / bf16); fp32 and fp64 are kept as they are."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 class RepresentationCLIP(nn.Module):
     """One frozen CLIP shared by the zero-shot regulariser and the representation branch.
 
@@ -135,7 +140,7 @@ class RepresentationCLIP(nn.Module):
         inserts = dict(zip(self.layer_index, text_tokens))
         f = self.text_tower.run_shared_prefix(self.class_groups(classes), self.start, inserts, self._blend,
                                               self.recompute)
-        return F.normalize(f.float(), dim=-1)
+        return F.normalize(_wide(f), dim=-1)
 
     def text_features(self, classes: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The learned text features [N, d], L2-normalised (grad flows), of the classes ``classes``
@@ -153,7 +158,7 @@ class RepresentationCLIP(nn.Module):
         x = self.text_tower.run(self.text_lower, self.start, self.text_tower.n_layers, inserts, self._blend,
                                 self.recompute)
         f = self.text_tower.feature(x, self.eot_index, shift=self.arch.n_tokens)
-        return F.normalize(f.float(), dim=-1)
+        return F.normalize(_wide(f), dim=-1)
 
     def _image_features(
         self, images: torch.Tensor, visual_tokens: List[torch.Tensor], with_zero_shot: bool
@@ -163,11 +168,11 @@ class RepresentationCLIP(nn.Module):
         f_zs = None
         if with_zero_shot:
             with torch.no_grad():
-                f_zs = F.normalize(tower.cls_feature(tower.run(x, self.start, tower.n_layers)).float(), dim=-1)
+                f_zs = F.normalize(_wide(tower.cls_feature(tower.run(x, self.start, tower.n_layers))), dim=-1)
         inserts = dict(zip(self.layer_index, visual_tokens))
         x = tower.run(x, self.start, tower.n_layers, inserts, self._blend, self.recompute)
-        f_c = F.normalize(tower.cls_feature(x).float(), dim=-1)
-        f_r = F.normalize(tower.token_feature(x, self.arch.n_tokens, self.learner.rep_projection()).float(), dim=-1)
+        f_c = F.normalize(_wide(tower.cls_feature(x)), dim=-1)
+        f_r = F.normalize(_wide(tower.token_feature(x, self.arch.n_tokens, self.learner.rep_projection())), dim=-1)
         return f_c, f_r, f_zs
 
     def image_features(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -181,7 +186,7 @@ class RepresentationCLIP(nn.Module):
         # 100 half-precision numbers are 0.06 (fp16) or 0.5 (bf16) apart, which flips close
         # predictions. Autocast is off here, or it would run the matmuls in half precision again.
         with torch.autocast(f_c.device.type, enabled=False):
-            f_c, f_r, w = f_c.float(), f_r.float(), w.float()
+            f_c, f_r, w = _wide(f_c), _wide(f_r), _wide(w).to(_wide(f_c).dtype)
             logits_c = LOGIT_SCALE * f_c @ w.t()
             logits_r = LOGIT_SCALE * f_r @ w.t()
         logits_fused = self.alpha * logits_c + (1.0 - self.alpha) * logits_r
