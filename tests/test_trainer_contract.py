@@ -47,11 +47,14 @@ def test_train_save_and_reload(name, root, tmp_path):
     trainer.train()
     accuracy = trainer.test()
     # What a training run saves: one folder per registered model, with Dassl's pointer file and
-    # the last epoch (a trainer that learns nothing registers none and saves nothing).
+    # the last epoch, beside the config a training run records and the evaluation record test()
+    # writes (a trainer that learns nothing registers no model, trains not, and saves only that
+    # evaluation record).
     for model_name in trainer.get_model_names():
         assert sorted(os.listdir(out / model_name)) == ["checkpoint", "model.pth.tar-1"]
-    if not trainer.get_model_names():
-        assert not out.exists() or not [f for f in os.listdir(out) if f != "tensorboard"]
+    trained = ["config.yaml"] if trainer.get_model_names() else []
+    saved = sorted(f for f in os.listdir(out) if f != "tensorboard")
+    assert saved == sorted(trainer.get_model_names() + trained + ["results.json"])
 
     evaluator = make(name, root, tmp_path / "eval")
     evaluator.load_model(str(out))
