@@ -4,6 +4,7 @@ from typing import Callable, List, Tuple
 import torch
 
 from mmrl.dassl.engine import TrainerX
+from mmrl.dassl.utils import distributed as dist
 from mmrl.model.clip_loader import MINI_BACKBONE, load_clip
 from mmrl.templates import class_prompts, template_for
 
@@ -30,12 +31,14 @@ class CLIPTrainer(TrainerX):
 
     def load_clip(self):
         cfg = self.cfg
-        clip_model = load_clip(
-            cfg.MODEL.BACKBONE.NAME,
-            cfg.MODEL.BACKBONE.PATH,
-            device=self.device,
-            fp16=self.precision == "fp16",
-        )
+        # Rank 0 downloads or writes the weights file first; the others then read it.
+        with dist.main_process_first():
+            clip_model = load_clip(
+                cfg.MODEL.BACKBONE.NAME,
+                cfg.MODEL.BACKBONE.PATH,
+                device=self.device,
+                fp16=self.precision == "fp16",
+            )
         resolution = clip_model.visual.input_resolution
         if tuple(cfg.INPUT.SIZE) != (resolution, resolution):
             raise ValueError(

@@ -1,5 +1,5 @@
 """Frozen CLIP with MMRL / MMRL++ representation tokens: features, logits and the training loss."""
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Protocol, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -14,12 +14,32 @@ from mmrl.model.towers import ImageTower, TextTower
 LOGIT_SCALE = 100.0
 
 
+class ClassSharding(Protocol):
+    """Which classes this process runs through the text tower, and how the others' rows come back.
+
+    A data-parallel run splits the class prompts over its processes (the text tower's cost and
+    activations fall by the number of processes); ``mmrl.dassl.utils.distributed.RowSharding``
+    is the engine's implementation. Without one, a process runs every class.
+    """
+
+    def rows(self, n: int) -> slice:
+        """This process's classes among ``n``, a contiguous slice."""
+
+    def gather(self, local: torch.Tensor, n: int) -> torch.Tensor:
+        """[n, d] from every process's rows [rows(n), d], differentiable (gradients flow back to the
+        process that owns each row)."""
+
+
 class RepresentationCLIP(nn.Module):
     """One frozen CLIP shared by the zero-shot regulariser and the representation branch.
 
     ``self.learner`` holds every trainable tensor; the CLIP (``self.clip_model``) has none.
     Text blocks below the first insertion layer J see only the fixed prompts, so their output
     and the zero-shot text features are computed once per :meth:`set_prompts`.
+
+    With a ``sharding``, this process keeps the frozen text states and zero-shot features of its
+    own classes only and runs only those through the text tower; the learned text features of
+    all classes are gathered from the other processes (with autograd).
     """
 
     def __init__(
@@ -30,6 +50,7 @@ class RepresentationCLIP(nn.Module):
         alpha: float,
         beta: float = 1.0,
         recompute: bool = False,
+        sharding: Optional[ClassSharding] = None,
     ) -> None:
         super().__init__()
         self.clip_model = clip_model
@@ -42,14 +63,17 @@ class RepresentationCLIP(nn.Module):
         self.beta = float(beta)
         # Trade time for memory: the blocks that carry tokens run again in backward.
         self.recompute = bool(recompute)
+        self.sharding = sharding
+        self.class_rows = slice(None)  # this process's classes (all without a sharding)
         self.image_tower = ImageTower(clip_model.visual)
         self.text_tower = TextTower(clip_model)
         self.start = arch.rep_layers[0] - 1  # J, 0-based
         self.layer_index = [layer - 1 for layer in arch.rep_layers]
-        self.register_buffer("tokens", torch.zeros(0, 77, dtype=torch.long), persistent=False)
-        self.register_buffer("eot_index", torch.zeros(0, dtype=torch.long), persistent=False)
-        self.register_buffer("text_lower", torch.zeros(0), persistent=False)  # [77, C, d_t]
-        self.register_buffer("w_zs", torch.zeros(0), persistent=False)  # [C, d], L2-normalised
+        self.register_buffer("tokens", torch.zeros(0, 77, dtype=torch.long), persistent=False)  # all classes
+        # The rest hold this process's classes, C_r of C (all C without a sharding).
+        self.register_buffer("eot_index", torch.zeros(0, dtype=torch.long), persistent=False)  # [C_r]
+        self.register_buffer("text_lower", torch.zeros(0), persistent=False)  # [L, C_r, d_t]
+        self.register_buffer("w_zs", torch.zeros(0), persistent=False)  # [C_r, d], L2-normalised
         self.set_prompts(prompts)
 
     @property
@@ -67,25 +91,38 @@ class RepresentationCLIP(nn.Module):
             raise ValueError("RepresentationCLIP needs at least one class prompt")
         device = self.clip_model.text_projection.device
         tokens = tokenize(prompts).to(device)
-        lower = self.text_tower.run(self.text_tower.embed(tokens), 0, self.start)
+        rows = self.sharding.rows(len(prompts)) if self.sharding is not None else slice(None)
+        # Embedded for all classes and then sliced, so every shard has the one-process length.
+        lower = self.text_tower.run(self.text_tower.embed(tokens)[:, rows], 0, self.start)
         full = self.text_tower.run(lower, self.start, self.text_tower.n_layers)
-        eot = tokens.argmax(dim=-1)
+        eot = tokens[rows].argmax(dim=-1)
         self.tokens = tokens
+        self.class_rows = rows
         self.eot_index = eot
         self.text_lower = lower
         self.w_zs = F.normalize(self.text_tower.feature(full, eot), dim=-1)
 
     def _text_features(self, text_tokens: List[torch.Tensor]) -> torch.Tensor:
+        """This process's classes' learned text features, [C_r, d], L2-normalised."""
         inserts = dict(zip(self.layer_index, text_tokens))
         x = self.text_tower.run(self.text_lower, self.start, self.text_tower.n_layers, inserts, self._blend,
                                 self.recompute)
         f = self.text_tower.feature(x, self.eot_index, shift=self.arch.n_tokens)
         return F.normalize(f, dim=-1)
 
+    def _all_classes(self, mine: torch.Tensor) -> torch.Tensor:
+        """[C_r, d] of this process -> [C, d] of all classes (the same tensor without a sharding)."""
+        return mine if self.sharding is None else self.sharding.gather(mine, self.n_classes)
+
+    @property
+    def class_share(self) -> float:
+        """C_r / C: this process's fraction of the classes."""
+        return self.w_zs.shape[0] / self.n_classes
+
     def text_features(self) -> torch.Tensor:
         """The learned text features of all classes, [C, d], L2-normalised (grad flows)."""
         text_tokens, _ = self.learner()
-        return self._text_features(text_tokens)
+        return self._all_classes(self._text_features(text_tokens))
 
     def _image_features(
         self, images: torch.Tensor, visual_tokens: List[torch.Tensor], with_zero_shot: bool
@@ -123,13 +160,22 @@ class RepresentationCLIP(nn.Module):
         """Fused logits [B, C] (text features recomputed)."""
         return self.logits(images, self.text_features())[2]
 
-    def forward_train(self, images: torch.Tensor, labels: torch.Tensor, reg_weight: float) -> Dict[str, torch.Tensor]:
-        """One training forward: "loss", "logits_c", "logits_r", "logits_fused"."""
+    def forward_train(
+        self, images: torch.Tensor, labels: torch.Tensor, reg_weight: float, batch_share: float = 1.0
+    ) -> Dict[str, torch.Tensor]:
+        """One training forward: "loss", "logits_c", "logits_r", "logits_fused".
+
+        ``batch_share`` is B_r / B when ``images`` are this process's B_r of a global batch of B;
+        with it and a sharding, "loss" is this process's share of the global loss (the shares of
+        all processes sum to the one-process loss).
+        """
         text_tokens, visual_tokens = self.learner()
-        w = self._text_features(text_tokens)
+        w_mine = self._text_features(text_tokens)
+        w = self._all_classes(w_mine)
         f_c, f_r, f_zs = self._image_features(images, visual_tokens, with_zero_shot=True)
         logits_c, logits_r, logits_fused = self._logits(f_c, f_r, w)
-        loss = mmrl_loss(logits_c, logits_r, f_c, f_zs, w, self.w_zs, labels, self.alpha, reg_weight)
+        loss = mmrl_loss(logits_c, logits_r, f_c, f_zs, w_mine, self.w_zs, labels, self.alpha, reg_weight,
+                         batch_share=batch_share, class_share=self.class_share)
         return {"loss": loss, "logits_c": logits_c, "logits_r": logits_r, "logits_fused": logits_fused}
 
     def trainable_state_dict(self) -> Dict[str, torch.Tensor]:
