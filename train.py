@@ -84,9 +84,11 @@ def main(argv=None) -> int:
             traceback.print_exc()
         print(f"{dist.rank_prefix()}Error: {err}\n(set MMRL_DEBUG=1 to see the traceback)", file=sys.stderr)
         return 1
+    except dist.PeerFailure as err:
+        print(f"{dist.rank_prefix()}Error: {err}", file=sys.stderr)
+        return 1
     except torch.distributed.DistError as err:
-        # Another rank stopped (its own error is printed by it) or did not answer within
-        # DISTRIBUTED.TIMEOUT seconds.
+        # Another rank did not answer within DISTRIBUTED.TIMEOUT seconds.
         print(f"{dist.rank_prefix()}Error: lost the other ranks ({type(err).__name__}: {err})", file=sys.stderr)
         return 1
     finally:

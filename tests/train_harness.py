@@ -3,9 +3,13 @@
     python tests/train_harness.py RECORD.json -- <train.py arguments> [--then <arguments of a second run>]
 
 - Every training step's logged loss (full precision, not the log's four decimals) is recorded, and
-  rank 0 writes {"losses": [...], "rc": [...]} to RECORD.json (outside the run's output folder).
-- ``--then`` starts a second main() in the same processes once the first has returned (e.g. the
-  evaluation on the new classes after training on the base ones), saving a second launch.
+  each process writes {"losses": [...], "rc": [...]} (rc: main()'s return code per run) to
+  RECORD.json (rank 0) or RECORD.json.rank<R> (outside the runs' output folders). The harness
+  exits 0 once every main() has returned, whatever they returned (so that torchrun does not stop
+  a rank that is still running); an exception escaping main() exits non-zero.
+- ``--then`` starts another main() in the same processes once the previous one has returned (e.g.
+  the evaluation on the new classes after training on the base ones), saving a launch. The runs
+  share one process group: it is shut down after the last.
 - HARNESS_FAIL="RANK:EPOCH:BATCH" makes that rank raise when it reaches that batch (0-based epoch
   and batch): a crash in the middle of a run.
 """
@@ -46,16 +50,18 @@ def main() -> int:
             runs.append([])
         else:
             runs[-1].append(arg)
-    codes = []
-    for argv in runs:
-        codes.append(train.main(argv))
-        if codes[-1] != 0:
-            break
+    # A process group is not re-created within one torchrun launch (a second rendezvous on the agent's
+    # store can meet the first one's keys), so only the last run leaves it.
+    shutdown = dist.shutdown
+    dist.shutdown = lambda failed=False: None
+    codes = [train.main(argv) for argv in runs[:-1]]
+    dist.shutdown = shutdown
+    codes.append(train.main(runs[-1]))
     # The process group is gone by now; torchrun's RANK says which process this was.
-    if os.environ.get("RANK", "0") == "0":
-        with open(record, "w") as f:
-            json.dump({"losses": LOSSES, "rc": codes}, f)
-    return max(codes)
+    rank = os.environ.get("RANK", "0")
+    with open(record if rank == "0" else f"{record}.rank{rank}", "w") as f:
+        json.dump({"losses": LOSSES, "rc": codes}, f)
+    return 0
 
 
 if __name__ == "__main__":

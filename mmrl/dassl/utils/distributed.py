@@ -29,6 +29,7 @@ import torch.distributed as dist
 import torch.distributed.nn.functional as dist_nn
 
 __all__ = [
+    "PeerFailure",
     "RowSharding",
     "all_reduce_gradients",
     "barrier",
@@ -120,15 +121,32 @@ def barrier() -> None:
         dist.barrier()
 
 
+class PeerFailure(RuntimeError):
+    """Another rank failed at a point where this one waited for it; the message is that rank's error."""
+
+
 @contextlib.contextmanager
 def main_process_first() -> Iterator[None]:
     """Rank 0 runs the block first (writing caches, splits, downloads); the others wait for it and
-    then run it themselves, reading what rank 0 wrote instead of writing it at the same time."""
-    if not is_main_process():
-        barrier()
-    yield
+    then run it themselves, reading what rank 0 wrote instead of writing it at the same time.
+
+    If the block fails on rank 0, the others stop with rank 0's error instead of running it.
+    """
+    if not is_distributed():
+        yield
+        return
     if is_main_process():
-        barrier()
+        try:
+            yield
+        except BaseException as err:
+            broadcast_object(f"{type(err).__name__}: {err}")
+            raise
+        broadcast_object(None)
+    else:
+        failure = broadcast_object(None)
+        if failure is not None:
+            raise PeerFailure(f"rank 0 failed: {failure}")
+        yield
 
 
 def _collective_device() -> torch.device:
