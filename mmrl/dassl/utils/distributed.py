@@ -26,7 +26,6 @@ from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_nn
 
 __all__ = [
     "PeerFailure",
@@ -255,6 +254,24 @@ def all_reduce_gradients(params: Iterable[torch.nn.Parameter]) -> None:
         offset += g.numel()
 
 
+class _AllGatherRows(torch.autograd.Function):
+    """All-gather of equally sized [w, ...] pieces into [world * w, ...]; the backward sums every
+    rank's gradient of the whole and hands each rank the rows of its own piece."""
+
+    @staticmethod
+    def forward(ctx: Any, local: torch.Tensor) -> torch.Tensor:
+        pieces = [torch.empty_like(local) for _ in range(world_size())]
+        dist.all_gather(pieces, local.contiguous())
+        return torch.cat(pieces)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        total = grad.contiguous().clone()
+        dist.all_reduce(total)
+        width = total.shape[0] // world_size()
+        return total[rank() * width:(rank() + 1) * width]
+
+
 def gather_rows(local: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
     """Concatenate every rank's ``local`` rows [sizes[r], ...] in rank order, with autograd.
 
@@ -267,8 +284,8 @@ def gather_rows(local: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
     if local.shape[0] < width:
         pad = local.new_zeros((width - local.shape[0],) + tuple(local.shape[1:]))
         local = torch.cat([local, pad])
-    pieces = dist_nn.all_gather(local)
-    return torch.cat([piece[:n] for piece, n in zip(pieces, sizes)])
+    whole = _AllGatherRows.apply(local)
+    return torch.cat([whole[r * width:r * width + n] for r, n in enumerate(sizes)])
 
 
 @torch.no_grad()
