@@ -144,8 +144,8 @@ class MMRL(CLIPTrainer):
         self.model_backward_and_update(loss)
         acc = compute_accuracy(out["logits_fused"], label)[0].item()
         if dist.is_distributed():
-            loss_sum, correct = dist.sum_over_ranks([loss.item(), acc * n])
-            summary = {"loss": loss_sum, "acc": correct / n_global}
+            loss_sum, acc_sum = dist.sum_over_ranks([loss.item(), acc * n])
+            summary = {"loss": loss_sum, "acc": acc_sum / n_global}
         else:
             summary = {"loss": loss.item(), "acc": acc}
         if (self.batch_idx + 1) == self.num_batches:

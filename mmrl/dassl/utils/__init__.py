@@ -3,12 +3,12 @@ from .meters import AverageMeter, MetricMeter
 from .registry import Registry, check_availability, closest_name
 from .tools import (
     atomic_write,
-    sample_seed,
     check_isfile,
     collect_env_info,
     listdir_nohidden,
     mkdir_if_missing,
     read_json,
+    sample_seed,
     seeded_generators,
     set_random_seed,
     write_json,

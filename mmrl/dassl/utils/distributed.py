@@ -21,7 +21,7 @@ import datetime
 import os
 import random
 import sys
-from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Iterable, Iterator, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -35,13 +35,17 @@ __all__ = [
     "broadcast_module",
     "broadcast_object",
     "check_global_batch",
+    "gather_in_order",
     "gather_rows",
     "init_from_env",
     "is_distributed",
     "is_main_process",
+    "launched_by_torchrun",
     "local_rank",
     "main_process_first",
+    "quiet_unless_main",
     "rank",
+    "rank_prefix",
     "shutdown",
     "split_range",
     "sum_over_ranks",
