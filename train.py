@@ -7,12 +7,16 @@
 
 Exit codes: 0 done, 1 bad input or environment (one line on stderr and in the log), 2 a bad
 config, 128 + signal when interrupted by SIGTERM (143) or SIGINT (130); rerun to resume.
+
+The same arguments run data-parallel on N GPUs (or N CPU processes) with
+``torchrun --nproc_per_node N train.py ...``; see the README.
 """
 import os
 import sys
 import traceback
 
 import torch
+from torch.distributed.elastic.multiprocessing.errors import record
 
 import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers)
@@ -22,6 +26,7 @@ from mmrl.dassl.engine import build_trainer
 from mmrl.dassl.engine.interrupt import RunInterrupted, interrupts_raise
 from mmrl.dassl.engine.preflight import check_run_folders
 from mmrl.dassl.utils import collect_env_info, log_error, set_random_seed, setup_logger
+from mmrl.dassl.utils import distributed as dist
 from mmrl.dassl.utils.torchtools import CheckpointError
 from mmrl.model.clip_loader import CLIPWeightsUnavailable
 
@@ -55,7 +60,10 @@ def run(args, assembled) -> None:
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
-    setup_logger(cfg.OUTPUT_DIR)
+    if dist.is_main_process():
+        setup_logger(cfg.OUTPUT_DIR)
+    if dist.is_distributed():
+        print(f"Distributed run: {dist.world_size()} processes ({torch.distributed.get_backend()})")
     dataset_values = assembled.dataset_values_line()
     if dataset_values:
         print(dataset_values)
@@ -71,13 +79,15 @@ def run(args, assembled) -> None:
     trainer.force = args.force
     trainer.config_files = {"config_file": args.config_file, "dataset_config_file": args.dataset_config_file}
     if args.eval_only:
-        write_config_record(cfg)
+        if dist.is_main_process():
+            write_config_record(cfg)
         trainer.load_model(args.model_dir, epoch=args.load_epoch)
         trainer.test()
     elif not args.no_train:
         trainer.train()
 
 
+@record
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -86,20 +96,35 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"Configuration error: {err}", file=sys.stderr)
         return 2
+    cfg = assembled.cfg
 
     with interrupts_raise():
+        failed = True
         try:
-            check_run_folders(assembled.cfg)
+            # Under torchrun: join the process group; only rank 0 prints and writes log.txt.
+            dist.init_from_env(cfg.USE_CUDA, cfg.DISTRIBUTED.TIMEOUT)
+            dist.quiet_unless_main()
+            check_run_folders(cfg)
             run(args, assembled)
+            failed = False
         except RunInterrupted as interrupt:
-            log_error(interrupt.message())
+            log_error(f"{dist.rank_prefix()}{interrupt.message()}")
             return interrupt.exit_code
         except USER_ERRORS as err:
             # Bad input (a path, a key, weights, a checkpoint) is explained, not dumped as a traceback.
             if os.environ.get("MMRL_DEBUG"):
                 traceback.print_exc()
-            log_error(f"Error: {one_line(err)}\n(set MMRL_DEBUG=1 to see the traceback)")
+            log_error(f"{dist.rank_prefix()}Error: {one_line(err)}\n(set MMRL_DEBUG=1 to see the traceback)")
             return 1
+        except dist.PeerFailure as err:
+            log_error(f"{dist.rank_prefix()}Error: {err}")
+            return 1
+        except torch.distributed.DistError as err:
+            # Another rank did not answer within DISTRIBUTED.TIMEOUT seconds, or is gone.
+            log_error(f"{dist.rank_prefix()}Error: lost the other ranks ({type(err).__name__}: {one_line(err)})")
+            return 1
+        finally:
+            dist.shutdown(failed)
     return 0
 
 

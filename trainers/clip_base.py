@@ -5,6 +5,7 @@ from typing import Any, Callable, Dict, List, Tuple
 import torch
 
 from mmrl.dassl.engine import TrainerX
+from mmrl.dassl.utils import distributed as dist
 from mmrl.model.clip_loader import MINI_BACKBONE, check_input_size, class_prompts, load_clip
 
 
@@ -43,12 +44,14 @@ class CLIPTrainer(TrainerX):
 
     def load_clip(self):
         cfg = self.cfg
-        clip_model = load_clip(
-            cfg.MODEL.BACKBONE.NAME,
-            cfg.MODEL.BACKBONE.PATH,
-            device=self.device,
-            fp16=self.precision == "fp16",
-        )
+        # Rank 0 downloads or writes the weights file first; the others then read it.
+        with dist.main_process_first():
+            clip_model = load_clip(
+                cfg.MODEL.BACKBONE.NAME,
+                cfg.MODEL.BACKBONE.PATH,
+                device=self.device,
+                fp16=self.precision == "fp16",
+            )
         check_input_size(clip_model, cfg.INPUT.SIZE, cfg.MODEL.BACKBONE.NAME)
         self.backbone_sha1 = backbone_fingerprint(clip_model)
         return clip_model

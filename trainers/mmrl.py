@@ -13,6 +13,7 @@ from mmrl.dassl.config import CfgNode
 from mmrl.dassl.engine import TRAINER_REGISTRY
 from mmrl.dassl.metrics import compute_accuracy
 from mmrl.dassl.optim import build_lr_scheduler, build_optimizer
+from mmrl.dassl.utils import distributed as dist
 from mmrl.model.checkpoint import CHECKPOINT_FOLDERS, DEFAULT_SOURCE_DATASET, read_learner
 from mmrl.model.mmrl import RepresentationCLIP, decoupled_inference
 from mmrl.model.representation import RepArch
@@ -112,7 +113,10 @@ class MMRL(CLIPTrainer):
         """(Re)build the learner for an architecture, with its optimizer and scheduler."""
         self.arch = arch
         print(f"Building {self.variant} (architecture: {arch.to_dict()})")
-        self.model = RepresentationCLIP(self.clip_model, self.prompts, arch, **self.model_kwargs()).to(self.device)
+        # Under torchrun each rank runs its share of the class prompts through the text tower.
+        sharding = dist.RowSharding("classes") if dist.is_distributed() else None
+        self.model = RepresentationCLIP(self.clip_model, self.prompts, arch, sharding=sharding,
+                                        **self.model_kwargs()).to(self.device)
         learner = self.model.learner
         n_trainable = sum(p.numel() for p in learner.parameters() if p.requires_grad)
         print(f"Trainable parameters: {n_trainable:,} (CLIP stays frozen)"
@@ -136,10 +140,20 @@ class MMRL(CLIPTrainer):
     # ---- training -------------------------------------------------------------------------------
     def forward_backward(self, batch):
         image, label = self.parse_batch_train(batch)
+        # This rank's share of the global batch (all of it in one process): its loss is its share of
+        # the global loss, and the engine sums the gradients over ranks.
+        n = label.shape[0]
+        (n_global,) = dist.sum_over_ranks([n])
         with self.autocast():
-            out = self.model.forward_train(image, label, reg_weight=self.method_cfg.REG_WEIGHT)
+            out = self.model.forward_train(image, label, reg_weight=self.method_cfg.REG_WEIGHT,
+                                           batch_share=n / n_global)
         self.model_backward_and_update(out.loss)
-        summary = {"loss": out.loss.item(), "acc": compute_accuracy(out.logits_fused, label)[0].item()}
+        acc = compute_accuracy(out.logits_fused, label)[0].item()
+        if dist.is_distributed():
+            loss_sum, correct_percent = dist.sum_over_ranks([out.loss.item(), acc * n])
+            summary = {"loss": loss_sum, "acc": correct_percent / n_global}
+        else:
+            summary = {"loss": out.loss.item(), "acc": acc}
         if (self.batch_idx + 1) == self.num_batches:
             self.update_lr()
         return summary

@@ -1,6 +1,6 @@
 """Frozen CLIP with MMRL / MMRL++ representation tokens: features, logits and the training loss."""
 from dataclasses import dataclass, replace
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Protocol, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +49,22 @@ class RepresentationOutput:
         raise ValueError(f"scored logits must be 'fused' or 'class', got {which!r}")
 
 
+class ClassSharding(Protocol):
+    """Which classes this process runs through the text tower, and how the others' rows come back.
+
+    A data-parallel run splits the class prompts over its processes (the text tower's cost and
+    activations fall by the number of processes); ``mmrl.dassl.utils.distributed.RowSharding``
+    is the engine's implementation. Without one, a process runs every class.
+    """
+
+    def rows(self, n: int) -> slice:
+        """This process's classes among ``n``, a contiguous slice."""
+
+    def gather(self, local: torch.Tensor, n: int) -> torch.Tensor:
+        """[n, d] from every process's rows [rows(n), d], differentiable (gradients flow back to the
+        process that owns each row)."""
+
+
 def _wide(t: torch.Tensor) -> torch.Tensor:
     """``t`` in fp32 when it is half precision (fp16 / bf16); fp32 and fp64 are kept as they are."""
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
@@ -63,6 +79,10 @@ class RepresentationCLIP(nn.Module):
     start token and the representation tokens are the same for every class and computed once per
     call; each class runs only its own positions, grouped by prompt length
     (:meth:`TextTower.run_shared_prefix`).
+
+    With a ``sharding``, this process keeps the frozen text states and zero-shot features of its
+    own classes only and runs only those through the text tower; the learned text features of
+    all classes are gathered from the other processes (with autograd).
     """
 
     def __init__(
@@ -73,6 +93,7 @@ class RepresentationCLIP(nn.Module):
         alpha: float,
         beta: float = 1.0,
         recompute: bool = False,
+        sharding: Optional[ClassSharding] = None,
     ) -> None:
         super().__init__()
         self.clip_model = clip_model
@@ -84,14 +105,17 @@ class RepresentationCLIP(nn.Module):
         self.beta = float(beta)
         # Trade time for memory: the blocks that carry tokens run again in backward.
         self.recompute = bool(recompute)
+        self.sharding = sharding
+        self.class_rows = slice(None)  # this process's classes (all without a sharding)
         self.image_tower = ImageTower(clip_model.visual)
         self.text_tower = TextTower(clip_model)
         self.start = arch.rep_layers[0] - 1  # J, 0-based
         self.layer_index = [layer - 1 for layer in arch.rep_layers]
-        self.register_buffer("tokens", torch.zeros(0, 77, dtype=torch.long), persistent=False)
-        self.register_buffer("eot_index", torch.zeros(0, dtype=torch.long), persistent=False)
-        self.register_buffer("text_lower", torch.zeros(0), persistent=False)  # [L, C, d_t], L <= 77 (trimmed)
-        self.register_buffer("w_zs", torch.zeros(0), persistent=False)  # [C, d], L2-normalised
+        self.register_buffer("tokens", torch.zeros(0, 77, dtype=torch.long), persistent=False)  # all classes
+        # The rest hold this process's classes, C_r of C (all C without a sharding).
+        self.register_buffer("eot_index", torch.zeros(0, dtype=torch.long), persistent=False)  # [C_r]
+        self.register_buffer("text_lower", torch.zeros(0), persistent=False)  # [L, C_r, d_t], L <= 77 (trimmed)
+        self.register_buffer("w_zs", torch.zeros(0), persistent=False)  # [C_r, d], L2-normalised
         # Class groups derived from text_lower, per class selection; rebuilt on set_prompts and
         # whenever the buffers move (device or dtype).
         self._class_groups: Dict[Optional[Tuple[int, ...]], ClassGroups] = {}
@@ -118,17 +142,21 @@ class RepresentationCLIP(nn.Module):
             raise ValueError("RepresentationCLIP needs at least one class prompt")
         device = self.clip_model.text_projection.device
         tokens = tokenize(prompts).to(device)
-        lower = self.text_tower.run(self.text_tower.embed(tokens), 0, self.start)
+        rows = self.sharding.rows(len(prompts)) if self.sharding is not None else slice(None)
+        # Embedded (and trimmed) for all classes, then sliced: every shard has the one-process length.
+        lower = self.text_tower.run(self.text_tower.embed(tokens)[:, rows], 0, self.start)
         full = self.text_tower.run(lower, self.start, self.text_tower.n_layers)
-        eot = tokens.argmax(dim=-1)
+        eot = tokens[rows].argmax(dim=-1)
         self.tokens = tokens
+        self.class_rows = rows
         self.eot_index = eot
         self.text_lower = lower
         self.w_zs = F.normalize(self.text_tower.feature(full, eot), dim=-1)
         self._class_groups = {}
 
     def class_groups(self, classes: Optional[torch.Tensor] = None) -> ClassGroups:
-        """The prompts of ``classes`` (indices; all when None) grouped for the text tower. Cached."""
+        """The prompts of ``classes`` (indices into this process's classes; all of them when None)
+        grouped for the text tower. Cached."""
         key = None if classes is None else tuple(int(c) for c in classes.tolist())
         groups = self._class_groups.get(key)
         if groups is None:
@@ -137,6 +165,7 @@ class RepresentationCLIP(nn.Module):
         return groups
 
     def _text_features(self, text_tokens: List[torch.Tensor], classes: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Learned text features [N, d] of this process's classes ``classes`` (all C_r by default)."""
         inserts = dict(zip(self.layer_index, text_tokens))
         f = self.text_tower.run_shared_prefix(self.class_groups(classes), self.start, inserts, self._blend,
                                               self.recompute)
@@ -145,9 +174,22 @@ class RepresentationCLIP(nn.Module):
     def text_features(self, classes: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The learned text features [N, d], L2-normalised (grad flows), of the classes ``classes``
         (a 1-D index tensor, in its order; all C classes by default). The shared prefix is computed
-        once whatever the selection, so a subset costs only its own prompts."""
+        once whatever the selection, so a subset costs only its own prompts. With a sharding, every
+        process runs its own classes and the selection is taken from the gathered whole."""
         text_tokens, _ = self.learner()
-        return self._text_features(text_tokens, classes)
+        if self.sharding is None:
+            return self._text_features(text_tokens, classes)
+        everything = self._all_classes(self._text_features(text_tokens))
+        return everything if classes is None else everything[classes]
+
+    def _all_classes(self, mine: torch.Tensor) -> torch.Tensor:
+        """[C_r, d] of this process -> [C, d] of all classes (the same tensor without a sharding)."""
+        return mine if self.sharding is None else self.sharding.gather(mine, self.n_classes)
+
+    @property
+    def class_share(self) -> float:
+        """C_r / C: this process's fraction of the classes."""
+        return self.w_zs.shape[0] / self.n_classes
 
     def whole_sequence_text_features(self) -> torch.Tensor:
         """:meth:`text_features` computed without the shared prefix and the length groups: every class
@@ -158,7 +200,7 @@ class RepresentationCLIP(nn.Module):
         x = self.text_tower.run(self.text_lower, self.start, self.text_tower.n_layers, inserts, self._blend,
                                 self.recompute)
         f = self.text_tower.feature(x, self.eot_index, shift=self.arch.n_tokens)
-        return F.normalize(_wide(f), dim=-1)
+        return self._all_classes(F.normalize(_wide(f), dim=-1))
 
     def _image_features(
         self, images: torch.Tensor, visual_tokens: List[torch.Tensor], with_zero_shot: bool
@@ -201,13 +243,21 @@ class RepresentationCLIP(nn.Module):
         """The ``scored`` logits (``FUSED`` or ``CLASS_TOKEN``) [B, C] of an evaluation."""
         return self.logits(images, text_features).scored(scored)
 
-    def forward_train(self, images: torch.Tensor, labels: torch.Tensor, reg_weight: float) -> RepresentationOutput:
-        """One training forward: the logits and features, and the loss."""
+    def forward_train(
+        self, images: torch.Tensor, labels: torch.Tensor, reg_weight: float, batch_share: float = 1.0
+    ) -> RepresentationOutput:
+        """One training forward: the logits and features, and the loss.
+
+        ``batch_share`` is B_r / B when ``images`` are this process's B_r of a global batch of B;
+        with it and a sharding, the loss is this process's share of the global loss (the shares of
+        all processes sum to the one-process loss).
+        """
         text_tokens, visual_tokens = self.learner()
-        w = self._text_features(text_tokens)
+        w_mine = self._text_features(text_tokens)
         f_c, f_r, f_zs = self._image_features(images, visual_tokens, with_zero_shot=True)
-        out = self._output(f_c, f_r, w)
-        loss = mmrl_loss(out.logits_c, out.logits_r, f_c, f_zs, w, self.w_zs, labels, self.alpha, reg_weight)
+        out = self._output(f_c, f_r, self._all_classes(w_mine))
+        loss = mmrl_loss(out.logits_c, out.logits_r, f_c, f_zs, w_mine, self.w_zs, labels, self.alpha, reg_weight,
+                         batch_share=batch_share, class_share=self.class_share)
         return replace(out, loss=loss)
 
     def trainable_state_dict(self) -> Dict[str, torch.Tensor]:

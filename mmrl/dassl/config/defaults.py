@@ -159,6 +159,16 @@ def _extend_project(cfg: CN) -> None:
     cfg.DATASET.FOLDER.P_VAL = 0.2
     cfg.DATASET.FOLDER.SPLIT_SEED = 1
 
+    # Each training image's augmentation a function of (SEED, epoch, sample index) instead of the
+    # process's global generators: the same images whatever NUM_WORKERS or the number of ranks.
+    # Off by default (a single process keeps the lineage's random stream); on in distributed runs.
+    cfg.DATALOADER.SEEDED_AUGMENTATION = False
+
+    # Runs under torchrun: seconds a rank waits for the others in a collective before the run
+    # fails (a crashed or hung rank ends every rank within this time).
+    cfg.DISTRIBUTED = CN()
+    cfg.DISTRIBUTED.TIMEOUT = 1800
+
 
 def get_cfg_default() -> CN:
     """A fresh, mutable config tree holding the engine's keys at their defaults."""

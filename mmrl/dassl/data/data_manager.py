@@ -1,4 +1,5 @@
 """DataManager and DatasetWrapper: dataset -> transforms -> loaders, as Dassl builds them."""
+import os
 import os.path as osp
 from typing import Any, Callable, Dict, List, Optional, Sequence, Type
 
@@ -9,11 +10,21 @@ from tabulate import tabulate
 from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import default_collate
 
+from ..utils import sample_seed, seeded_generators
+from ..utils import distributed as dist
 from .datasets import Datum, build_dataset
-from .samplers import build_sampler
+from .samplers import GlobalBatchSlicer, ShardSampler, build_sampler
 from .transforms import INTERPOLATION_MODES, build_transform
 
-__all__ = ["DataManager", "DatasetWrapper", "UnreadableImage", "build_data_loader", "collate_readable", "read_image"]
+__all__ = [
+    "DataManager",
+    "DatasetWrapper",
+    "UnreadableImage",
+    "build_data_loader",
+    "collate_readable",
+    "read_image",
+    "set_loader_epoch",
+]
 
 # The key under which a batch lists the images its items could not read (see collate_readable).
 UNREADABLE_KEY = "unreadable"
@@ -67,23 +78,45 @@ def build_data_loader(
     is_train: bool = True,
     dataset_wrapper: Optional[Type[TorchDataset]] = None,
     split_name: str = "",
+    seed: Optional[int] = None,
 ) -> torch.utils.data.DataLoader:
     """A DataLoader over ``data_source``; only training drops the last partial
-    batch, and only when there is at least one full batch."""
+    batch, and only when there is at least one full batch.
+
+    With ``seed`` (training only), each sample's augmentation is a function of (seed, epoch,
+    index); the trainer sets the epoch with :func:`set_loader_epoch`. In a distributed run a
+    training loader yields this rank's slice of each global batch of ``batch_size`` and an
+    evaluation loader this rank's contiguous shard of the data.
+    """
     sampler = build_sampler(
         sampler_type, cfg=cfg, data_source=data_source, batch_size=batch_size, n_domain=n_domain, n_ins=n_ins
     )
     if dataset_wrapper is None:
         dataset_wrapper = DatasetWrapper
-    data_loader = torch.utils.data.DataLoader(
-        dataset_wrapper(cfg, data_source, transform=tfm, is_train=is_train),
-        batch_size=batch_size,
-        sampler=sampler,
-        num_workers=cfg.DATALOADER.NUM_WORKERS,
-        drop_last=is_train and len(data_source) >= batch_size,
-        pin_memory=(torch.cuda.is_available() and cfg.USE_CUDA),
-        collate_fn=collate_readable,
-    )
+    dataset = dataset_wrapper(cfg, data_source, transform=tfm, is_train=is_train)
+    if is_train and seed is not None:
+        dataset.augmentation_seed = seed
+    drop_last = is_train and len(data_source) >= batch_size
+    loader_args: Dict[str, Any] = {
+        "num_workers": cfg.DATALOADER.NUM_WORKERS,
+        "pin_memory": torch.cuda.is_available() and cfg.USE_CUDA,
+        "collate_fn": collate_readable,
+    }
+    if not dist.is_distributed():
+        data_loader = torch.utils.data.DataLoader(
+            dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, **loader_args
+        )
+    elif is_train:
+        slicer = GlobalBatchSlicer(sampler, batch_size, drop_last, dist.rank(), dist.world_size())
+        data_loader = torch.utils.data.DataLoader(dataset, batch_sampler=slicer, **loader_args)
+    else:
+        if len(data_source) < dist.world_size():
+            raise ValueError(
+                f"Dataset {cfg.DATASET.NAME}: the {split_name or 'data'} split has {len(data_source)} items, "
+                f"fewer than the {dist.world_size()} ranks that share its evaluation; use fewer processes"
+            )
+        shard = ShardSampler(len(data_source), dist.rank(), dist.world_size())
+        data_loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=shard, **loader_args)
     if len(data_loader) == 0:
         raise ValueError(
             f"Dataset {cfg.DATASET.NAME}: the {split_name or 'data'} loader is empty "
@@ -91,6 +124,27 @@ def build_data_loader(
             "Check the split file and DATASET.NUM_SHOTS / SUBSAMPLE_CLASSES."
         )
     return data_loader
+
+
+def set_loader_epoch(loader: torch.utils.data.DataLoader, epoch: int) -> None:
+    """Tell a loader's dataset the epoch it is about to serve (seeded augmentation reads it)."""
+    if hasattr(loader.dataset, "epoch"):
+        loader.dataset.epoch = epoch
+
+
+def augmentation_seed_of(cfg) -> Optional[int]:
+    """The seed of seeded augmentation, or None when augmentation uses the global generators.
+
+    On with ``DATALOADER.SEEDED_AUGMENTATION`` and in every distributed run (so that N ranks see
+    the augmented images one process sees). The run's SEED, or, without one, a seed drawn once by
+    rank 0.
+    """
+    if not (cfg.DATALOADER.SEEDED_AUGMENTATION or dist.is_distributed()):
+        return None
+    seed = cfg.SEED if cfg.SEED >= 0 else dist.broadcast_object(int.from_bytes(os.urandom(7), "little"))
+    why = "" if cfg.DATALOADER.SEEDED_AUGMENTATION else " (on in every distributed run)"
+    print(f"Seeded augmentation{why}: each image's augmentation is a function of (seed {seed}, epoch, index)")
+    return seed
 
 
 class DataManager:
@@ -122,6 +176,7 @@ class DataManager:
             print("* Using custom transform for testing")
             tfm_test = custom_tfm_test
 
+        seed = augmentation_seed_of(cfg)
         train_x_cfg = cfg.DATALOADER.TRAIN_X
         train_loader_x = build_data_loader(
             cfg,
@@ -134,6 +189,7 @@ class DataManager:
             is_train=True,
             dataset_wrapper=dataset_wrapper,
             split_name="train_x",
+            seed=seed,
         )
 
         train_loader_u = None
@@ -150,6 +206,7 @@ class DataManager:
                 is_train=True,
                 dataset_wrapper=dataset_wrapper,
                 split_name="train_u",
+                seed=seed,
             )
 
         val_loader = None
@@ -230,6 +287,9 @@ class DatasetWrapper(TorchDataset):
         self.is_train = is_train
         self.k_tfm = cfg.DATALOADER.K_TRANSFORMS if is_train else 1
         self.return_img0 = cfg.DATALOADER.RETURN_IMG0
+        # Seeded augmentation (see build_data_loader): None keeps the global generators.
+        self.augmentation_seed: Optional[int] = None
+        self.epoch = 0
 
         if self.k_tfm > 1 and transform is None:
             raise ValueError(f"Cannot augment the image {self.k_tfm} times because transform is None")
@@ -243,6 +303,12 @@ class DatasetWrapper(TorchDataset):
         return len(self.data_source)
 
     def __getitem__(self, idx: int) -> Dict[str, Any]:
+        if self.augmentation_seed is None:
+            return self._load(idx)
+        with seeded_generators(sample_seed(self.augmentation_seed, self.epoch, idx)):
+            return self._load(idx)
+
+    def _load(self, idx: int) -> Dict[str, Any]:
         item = self.data_source[idx]
         output: Dict[str, Any] = {"label": item.label, "domain": item.domain, "impath": item.impath, "index": idx}
         try:

@@ -3,7 +3,9 @@
 Beyond Dassl: the engine owns the precision policy (fp32, fp16, amp with a
 GradScaler whose state is checkpointed, bf16), writes a checkpoint after every epoch so an interrupted run can
 resume (keeping Dassl's final folder layout), restores RNG states on resume,
-and shows tqdm progress bars on stderr.
+and shows tqdm progress bars on stderr. Under torchrun it runs data-parallel
+(``..utils.distributed``): gradients summed over ranks, evaluation sharded,
+files written by rank 0 only.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from ..config import config_differences, config_record, write_config_record
+from ..data.data_manager import set_loader_epoch
 from ..evaluation import build_evaluator
 from ..utils import (
     AverageMeter,
@@ -34,6 +37,7 @@ from ..utils import (
     resume_from_checkpoint,
     save_checkpoint,
 )
+from ..utils import distributed as dist
 from ..utils.torchtools import POINTER_FILE, remove_stale_temporaries
 from .interrupt import RunInterrupted
 
@@ -151,7 +155,21 @@ class TrainerBase:
         verbose: bool = True,
     ) -> None:
         """Save every registered model to ``directory/<name>/``; ``epoch`` is
-        0-based and stored as the count of completed epochs."""
+        0-based and stored as the count of completed epochs. In a distributed
+        run rank 0 writes and every rank returns once the files are complete."""
+        if dist.is_main_process():
+            self._save_model(epoch, directory, is_best, val_result, model_name, verbose)
+        dist.barrier()
+
+    def _save_model(
+        self,
+        epoch: int,
+        directory: str,
+        is_best: bool,
+        val_result: Optional[float],
+        model_name: str,
+        verbose: bool,
+    ) -> None:
         rng_state = get_rng_state()
         best_result = getattr(self, "best_result", None)
         for name in self.get_model_names():
@@ -361,9 +379,17 @@ class TrainerBase:
             if self._optims[name] is not None:
                 self._optims[name].step()
 
+    def reduce_gradients(self, names: Names = None) -> None:
+        """Sum the gradients over ranks (a no-op in one process); ``forward_backward``'s loss must be
+        this rank's share of the global loss (see ``distributed.all_reduce_gradients``)."""
+        if dist.is_distributed():
+            dist.all_reduce_gradients(p for name in self.get_model_names(names)
+                                      for p in self._models[name].parameters())
+
     def model_backward_and_update(self, loss: torch.Tensor, names: Names = None) -> None:
         self.model_zero_grad(names)
         self.model_backward(loss)
+        self.reduce_gradients(names)
         self.model_update(names)
 
 
@@ -433,9 +459,11 @@ class SimpleTrainer(TrainerBase):
         super().__init__()
         self.time_created = time.time()
         self.check_cfg(cfg)
+        dist.check_global_batch(cfg.DATALOADER.TRAIN_X.BATCH_SIZE)
 
         if torch.cuda.is_available() and cfg.USE_CUDA:
-            self.device = torch.device("cuda")
+            # Under torchrun each rank runs on its node's GPU LOCAL_RANK.
+            self.device = torch.device("cuda", dist.local_rank()) if dist.is_distributed() else torch.device("cuda")
         else:
             self.device = torch.device("cpu")
         self.precision = resolve_precision(cfg, self.device)
@@ -456,7 +484,12 @@ class SimpleTrainer(TrainerBase):
 
         self.cfg = cfg
         self.build_data_loader()
+        # Rank 0 alone drew anything the data needed (a first few-shot split); every rank goes on
+        # with its generator states, so all start from the same weights and sample the same order.
+        dist.sync_random_state()
         self.build_model()
+        for model in self._models.values():
+            dist.broadcast_module(model)
         self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
         self.best_result = -float("inf")
 
@@ -566,6 +599,7 @@ class SimpleTrainer(TrainerBase):
             return
         self.model_zero_grad(names)
         self.scaler.scale(loss).backward()
+        self.reduce_gradients(names)
         for name in self.get_model_names(names):
             if self._optims[name] is not None:
                 self.scaler.step(self._optims[name])
@@ -575,7 +609,9 @@ class SimpleTrainer(TrainerBase):
         """Build the loaders with Dassl's DataManager."""
         from ..data import DataManager
 
-        dm = DataManager(self.cfg)
+        # Rank 0 writes the split and few-shot caches; the other ranks then read them.
+        with dist.main_process_first():
+            dm = DataManager(self.cfg)
         self.train_loader_x = dm.train_loader_x
         self.train_loader_u = dm.train_loader_u  # optional, can be None
         self.val_loader = dm.val_loader  # optional, can be None
@@ -598,16 +634,20 @@ class SimpleTrainer(TrainerBase):
         directory = self.cfg.OUTPUT_DIR
         if self.cfg.RESUME:
             directory = self.cfg.RESUME
-        self.remove_stale_temporaries()
+        if dist.is_main_process():
+            self.remove_stale_temporaries()
+        dist.barrier()
         if self.cfg.RESUME:
             self.check_resume_folder(self.cfg.RESUME)
         self.start_epoch = self.model_epoch = self.resume_model_if_exist(directory)
         # After the resume check, so a refused resume leaves the record of the checkpoint in place.
-        write_config_record(self.cfg)
+        if dist.is_main_process():
+            write_config_record(self.cfg)
 
-        writer_dir = osp.join(self.output_dir, "tensorboard")
-        mkdir_if_missing(writer_dir)
-        self.init_writer(writer_dir)
+        if dist.is_main_process():
+            writer_dir = osp.join(self.output_dir, "tensorboard")
+            mkdir_if_missing(writer_dir)
+            self.init_writer(writer_dir)
 
         self.time_start = time.time()
 
@@ -658,7 +698,7 @@ class SimpleTrainer(TrainerBase):
         self.save_model(self.epoch, self.output_dir, verbose=scheduled)
         self._epochs_saved = epoch_count
         previous = epoch_count - 1
-        if previous >= 1 and not self.is_scheduled_save(previous):
+        if previous >= 1 and not self.is_scheduled_save(previous) and dist.is_main_process():
             for name in self.get_model_names():
                 stale = osp.join(self.output_dir, name, epoch_file_name(previous))
                 if osp.isfile(stale):
@@ -685,21 +725,32 @@ class SimpleTrainer(TrainerBase):
         context = self.evaluation_context()
         print(f"Evaluate on the *{split}* set")
 
+        # Distributed: each rank scores its contiguous shard; the outputs, gathered in rank order,
+        # are the dataset's order, and the evaluator sees what it sees in one process.
+        outputs: List[torch.Tensor] = []
+        labels: List[torch.Tensor] = []
+        bar_off = None if dist.is_main_process() else True
         batches = self.readable_batches(data_loader)
-        for batch in tqdm(batches, total=len(data_loader), file=sys.stderr, disable=None, desc=split):
+        for batch in tqdm(batches, total=len(data_loader), file=sys.stderr, disable=bar_off, desc=split):
             input, label = self.parse_batch_test(batch)
             if context is None:
                 output = self.model_inference(input)
             else:
                 output = self.model_inference(input, context)
-            self.evaluator.process(output, label)
+            if dist.is_distributed():
+                outputs.append(output)
+                labels.append(label)
+            else:
+                self.evaluator.process(output, label)
+        if dist.is_distributed():
+            self.evaluator.process(dist.gather_in_order(torch.cat(outputs)), dist.gather_in_order(torch.cat(labels)))
 
         results = self.evaluator.evaluate()
         self.report_skipped_images()
 
         for k, v in results.items():
             self.write_scalar(f"{split}/{k}", v, self.epoch)
-        if is_test:
+        if is_test and dist.is_main_process():
             self.write_results(results)
 
         return list(results.values())[0]
@@ -769,6 +820,7 @@ class TrainerX(SimpleTrainer):
 
     def run_epoch(self) -> None:
         self.set_model_mode("train")
+        set_loader_epoch(self.train_loader_x, self.epoch)
         losses = MetricMeter()
         batch_time = AverageMeter()
         data_time = AverageMeter()
@@ -779,7 +831,7 @@ class TrainerX(SimpleTrainer):
             self.readable_batches(self.train_loader_x),
             total=self.num_batches,
             file=sys.stderr,
-            disable=None,
+            disable=None if dist.is_main_process() else True,
             leave=False,
             desc=f"epoch {self.epoch + 1}/{self.max_epoch}",
         )

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..utils import Registry, check_availability
+from ..utils.distributed import is_main_process
 
 EVALUATOR_REGISTRY = Registry("EVALUATOR")
 
@@ -164,7 +165,7 @@ class Classification(EvaluatorBase):
             print(f"* average: {mean_acc:.1f}%")
             results["perclass_accuracy"] = mean_acc
 
-        if self.cfg.TEST.COMPUTE_CMAT:
+        if self.cfg.TEST.COMPUTE_CMAT and is_main_process():
             cmat = confusion_matrix_normalized(self._y_true, self._y_pred)
             save_path = osp.join(self.cfg.OUTPUT_DIR, "cmat.pt")
             torch.save(cmat, save_path)

@@ -10,6 +10,8 @@ from .tools import (
     listdir_nohidden,
     mkdir_if_missing,
     read_json,
+    sample_seed,
+    seeded_generators,
     set_random_seed,
     write_json,
 )

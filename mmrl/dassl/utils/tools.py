@@ -1,6 +1,7 @@
 """Small file-system, seeding and environment helpers."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -9,7 +10,7 @@ import random
 import shutil
 import tempfile
 import warnings
-from typing import Any, Callable, IO, List, Optional
+from typing import Any, Callable, IO, Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -61,6 +62,28 @@ def set_random_seed(seed: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.cuda.manual_seed_all(seed)
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """A seed that is a function of (run seed, epoch, sample index) only (63 bits, well mixed)."""
+    state = np.random.SeedSequence([int(seed), int(epoch), int(index)]).generate_state(2, dtype=np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+@contextlib.contextmanager
+def seeded_generators(seed: int) -> Iterator[None]:
+    """Python's, NumPy's and torch's (CPU) global generators seeded with ``seed`` inside the block;
+    their previous states are restored after it, so the surrounding random stream is untouched."""
+    saved = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(saved[0])
+        np.random.set_state(saved[1])
+        torch.set_rng_state(saved[2])
 
 
 def collect_env_info() -> str:
