@@ -3,7 +3,8 @@
 #   1. installs what it needs (this package with its test extra) if it is not importable;
 #   2. runs the GPU-marked tests (the precision matrix, fused attention and RECOMPUTE on CUDA);
 #   3. runs the benchmark at ViT-B/16 shapes with random weights for fp32 / amp / bf16 x batch 4 and 32
-#      x 50 and 1000 classes, and the text side at 1000 classes before and after the shared prefix;
+#      x 50 and 1000 classes, the text side at 1000 classes before and after the shared prefix, and the
+#      training step under torchrun at 1000 classes (NCCL, one process per GPU: one, or two with 2 GPUs);
 #   4. prints one table (step time, training images/s, evaluation images/s, peak GPU memory) and, last,
 #      one line saying PASS or FAIL.
 #
@@ -81,8 +82,22 @@ for prec in fp32 amp; do
 done
 
 echo
+# torchrun on this machine's devices (NCCL on GPUs, Gloo in the dry run): one process, and two where
+# there are two GPUs (or in the dry run).
+if [ "$DEVICE" = cuda ]; then
+    WORLDS=$($PY -c "import torch; print('1 2' if torch.cuda.device_count() >= 2 else '1')")
+    DIST_PREC=amp
+else
+    WORLDS="1 2"; DIST_PREC=fp32
+fi
+# shellcheck disable=SC2086  # WORLDS is a list of world sizes
+$PY benchmarks/benchmark.py --distributed --device "$DEVICE" --spec "$SPEC" --prec "$DIST_PREC" \
+    --world-sizes $WORLDS --class-counts 1000 --steps "$STEPS" --recompute off 2>/dev/null \
+    || failures+=("torchrun")
+
+echo
 if [ ${#failures[@]} -eq 0 ]; then
-    echo "device_check ($MODE): PASS (tests, ${#rows[@]} benchmark rows, text side)"
+    echo "device_check ($MODE): PASS (tests, ${#rows[@]} benchmark rows, text side, torchrun)"
 else
     echo "device_check ($MODE): FAIL (${failures[*]})"
     exit 1
