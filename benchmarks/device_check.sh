@@ -22,7 +22,7 @@ MODE=gpu
 for arg in "$@"; do
     case "$arg" in
         --cpu) MODE=cpu ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) echo "device_check: unknown argument $arg (use --cpu for the dry run on CPU)"; exit 2 ;;
     esac
 done
