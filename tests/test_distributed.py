@@ -8,6 +8,7 @@ import json
 import os
 import random
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -136,7 +137,16 @@ def launches(shared_root, tmp_path_factory):
     odd_batch = b2n_runs("MMRL", shared_root, base / "odd")[0] + ["DATALOADER.TRAIN_X.BATCH_SIZE", "3"]
     few_classes = b2n_runs("MMRL", base, base / "few")[0] + [
         "DATASET.NAME", "ImageFolder", "DATASET.FOLDER.DIR", "one_class", "DATASET.NUM_SHOTS", "-1"]
-    procs["bad"] = start(torchrun(2), base / "bad.json", odd_batch, few_classes)
+    # A data root whose images are all unreadable, skipped with SKIP_UNREADABLE: no rank can skip its
+    # whole slice of a global batch (the others would wait for its gradients).
+    unreadable = base / "unreadable"
+    shutil.copytree(shared_root / "demo", unreadable / "demo")
+    for folder, _, files in os.walk(unreadable / "demo" / "images"):
+        for name in files:
+            with open(os.path.join(folder, name), "wb") as f:
+                f.write(b"not an image")
+    skip_all = b2n_runs("MMRL", unreadable, base / "skip")[0] + ["DATALOADER.SKIP_UNREADABLE", "True"]
+    procs["bad"] = start(torchrun(2), base / "bad.json", odd_batch, few_classes, skip_all)
     yield base, procs, time.time()
     for proc in procs.values():
         if proc.poll() is None:
@@ -227,11 +237,13 @@ def test_bad_input_fails_on_every_rank_with_its_reason(launches):
     base, procs, _ = launches
     out = finish(procs["bad"])
     for record in ("bad.json", "bad.json.rank1"):
-        assert json.load(open(base / record))["rc"] == [1, 1], out
+        assert json.load(open(base / record))["rc"] == [1, 1, 1], out
     for rank in (0, 1):
         assert (f"[rank {rank}] Error: DATALOADER.TRAIN_X.BATCH_SIZE 3 is the global batch and must divide by "
                 "the world size 2") in out
         assert f"[rank {rank}] Error: 1 classes cannot be shared by 2 ranks" in out
+        assert (f"[rank {rank}] Error: every image of this rank's slice of a training batch is unreadable "
+                "(Cannot read image") in out
 
 
 # ---- the pieces, in one process ----------------------------------------------------------------------

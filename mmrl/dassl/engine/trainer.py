@@ -565,6 +565,15 @@ class SimpleTrainer(TrainerBase):
                         skipped.append(message)
                         print(f"Skipping an unreadable image: {message}")
                 if "img" not in batch:
+                    if dist.is_distributed() and loader is self.train_loader_x:
+                        # The other ranks train on their slices of this global batch and then wait in
+                        # the gradient sum for this rank's: skipping the step here would hold them
+                        # until DISTRIBUTED.TIMEOUT.
+                        raise UnreadableImage(
+                            f"every image of this rank's slice of a training batch is unreadable ({bad[0]}); "
+                            "a distributed run cannot skip a whole slice: replace or remove the files, or "
+                            "run with fewer processes; then rerun the same command (it resumes)."
+                        )
                     continue
             yield batch
 
