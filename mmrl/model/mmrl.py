@@ -106,7 +106,6 @@ class RepresentationCLIP(nn.Module):
         # Trade time for memory: the blocks that carry tokens run again in backward.
         self.recompute = bool(recompute)
         self.sharding = sharding
-        self.class_rows = slice(None)  # this process's classes (all without a sharding)
         self.image_tower = ImageTower(clip_model.visual)
         self.text_tower = TextTower(clip_model)
         self.start = arch.rep_layers[0] - 1  # J, 0-based
@@ -148,7 +147,6 @@ class RepresentationCLIP(nn.Module):
         full = self.text_tower.run(lower, self.start, self.text_tower.n_layers)
         eot = tokens[rows].argmax(dim=-1)
         self.tokens = tokens
-        self.class_rows = rows
         self.eot_index = eot
         self.text_lower = lower
         self.w_zs = F.normalize(self.text_tower.feature(full, eot), dim=-1)

@@ -649,11 +649,9 @@ class SimpleTrainer(TrainerBase):
         if self.cfg.RESUME:
             self.check_resume_folder(self.cfg.RESUME)
         self.start_epoch = self.model_epoch = self.resume_model_if_exist(directory)
-        # After the resume check, so a refused resume leaves the record of the checkpoint in place.
         if dist.is_main_process():
+            # After the resume check, so a refused resume leaves the record of the checkpoint in place.
             write_config_record(self.cfg)
-
-        if dist.is_main_process():
             writer_dir = osp.join(self.output_dir, "tensorboard")
             mkdir_if_missing(writer_dir)
             self.init_writer(writer_dir)
