@@ -20,6 +20,7 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers)
+from mmrl.cli import DEBUG_HINT, one_line, user_errors
 from mmrl.config import assemble_config, build_parser, check_required
 from mmrl.dassl.config import write_config_record
 from mmrl.dassl.engine import build_trainer
@@ -27,10 +28,8 @@ from mmrl.dassl.engine.interrupt import RunInterrupted, interrupts_raise
 from mmrl.dassl.engine.preflight import check_run_folders
 from mmrl.dassl.utils import collect_env_info, log_error, set_random_seed, setup_logger
 from mmrl.dassl.utils import distributed as dist
-from mmrl.dassl.utils.torchtools import CheckpointError
-from mmrl.model.clip_loader import CLIPWeightsUnavailable
 
-USER_ERRORS = (OSError, ValueError, KeyError, CheckpointError, CLIPWeightsUnavailable)
+USER_ERRORS = user_errors()
 
 
 def print_args(args, cfg) -> None:
@@ -43,16 +42,6 @@ def print_args(args, cfg) -> None:
     print("** Config **")
     print("************")
     print(cfg)
-
-
-def one_line(err: BaseException) -> str:
-    """The error's message; for one re-raised from a data-loader worker, only the worker's own
-    last line (torch embeds the worker's whole traceback in the message)."""
-    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-    if "Original Traceback" in text:
-        lines = [line for line in text.strip().splitlines() if line.strip()]
-        return f"{lines[0]} {lines[-1].strip()}"
-    return text
 
 
 def run(args, assembled) -> None:
@@ -114,7 +103,7 @@ def main(argv=None) -> int:
             # Bad input (a path, a key, weights, a checkpoint) is explained, not dumped as a traceback.
             if os.environ.get("MMRL_DEBUG"):
                 traceback.print_exc()
-            log_error(f"{dist.rank_prefix()}Error: {one_line(err)}\n(set MMRL_DEBUG=1 to see the traceback)")
+            log_error(f"{dist.rank_prefix()}Error: {one_line(err)}\n{DEBUG_HINT}")
             return 1
         except dist.PeerFailure as err:
             log_error(f"{dist.rank_prefix()}Error: {err}")
