@@ -30,7 +30,10 @@ setup(
     extras_require={
         # matplotlib draws parse_test_res.py --plot; the tests draw every figure.
         "plot": ["matplotlib"],
-        "test": ["pytest", "matplotlib"],
+        # scipy writes and reads the .mat files of the miniature archives (tests/archives.py) and
+        # the ImageNet devkit's meta.mat (python -m mmrl.data.prepare imagenet --from).
+        "test": ["pytest", "matplotlib", "scipy"],
+        "data": ["scipy"],
         # LAUNCHER=slurm of the protocol sweeps.
         "slurm": ["submitit"],
     },

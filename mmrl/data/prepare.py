@@ -200,7 +200,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                   devkit=args.devkit), flush=True)
             done.append(key)
         except (UserError, OSError) as err:
-            message = str(err) if isinstance(err, UserError) else f"{key}: {err}"
+            message = str(err) if str(err).startswith(f"{key}:") else f"{key}: {err}"
             print(f"[failed] {' '.join(message.split())}", file=sys.stderr, flush=True)
             failed.append(key)
     summary = f"{len(done)} of {len(keys)} datasets prepared under {os.path.abspath(args.root)}"

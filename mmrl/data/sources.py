@@ -64,7 +64,7 @@ class FileSource:
         """How a download of this file is verified, for ``--list``."""
         if self.md5 or self.sha256:
             kind = "md5" if self.md5 else "sha256"
-            return f"{kind} ({self.published})" if self.published else kind
+            return self.published or f"{kind} (given by a sources override)"
         if self.size is not None:
             return "size-checked only"
         return "unverified"
