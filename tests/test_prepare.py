@@ -265,6 +265,23 @@ def test_unknown_names_and_a_missing_licence_say_what_to_do(mirror, tmp_path, ca
     assert f"--root {root} imagenet --from /path/to/ILSVRC2012" in err
 
 
+def test_imagenet_from_a_copy_with_hard_links_and_without_a_devkit(mirror, tmp_path, capsys):
+    root = str(tmp_path / "data")
+    assert main(["--root", root, "--sources", mirror["sources"], "--quiet", "imagenet", "--from", mirror["ilsvrc"],
+                 "--copy"]) == 0
+    image = os.path.join(root, "imagenet", "images", "val", VAL_LABELS[0], "ILSVRC2012_val_00000001.JPEG")
+    assert not os.path.islink(image) and os.stat(image).st_nlink == 2
+    copy = str(tmp_path / "ilsvrc")
+    shutil.copytree(mirror["ilsvrc"], copy)
+    os.remove(os.path.join(copy, "ILSVRC2012_devkit_t12.tar.gz"))
+    capsys.readouterr()
+    assert main(["--root", str(tmp_path / "other"), "--sources", mirror["sources"], "imagenet", "--from", copy]) == 1
+    assert (f"[failed] imagenet: ImageNet: {os.path.join(copy, 'val')} is flat (one folder of images), and sorting it "
+            f"into wnid folders needs the devkit: put ILSVRC2012_devkit_t12.tar.gz (from image-net.org) in {copy} "
+            f"or pass --devkit PATH") in capsys.readouterr().err
+    assert os.listdir(str(tmp_path / "other" / "imagenet")) == []
+
+
 def test_free_disk_space_is_checked_before_a_download(mirror, tmp_path, capsys):
     sources = write_sources(str(tmp_path / "s.yaml"), mirror["server"].url, {"eurosat": [
         {"name": "EuroSAT.zip", "md5": md5(os.path.join(mirror["files"], "EuroSAT.zip")), "size": 10 ** 15}]})

@@ -100,8 +100,12 @@ def _transfer(src: FileSource, output: str, quiet: bool) -> None:
     if local is not None:
         if not os.path.isfile(local):
             raise _fail(src, "no such local file")
+        from tqdm import tqdm
+
         partial = output + ".copying"
-        shutil.copyfile(local, partial)
+        with open(local, "rb") as fin, open(partial, "wb") as fout, tqdm.wrapattr(
+                fout, "write", total=os.path.getsize(local), desc=f"  copying {src.name}", disable=quiet or None) as out:
+            shutil.copyfileobj(fin, out, 1 << 20)
         os.replace(partial, output)
         return
     kwargs = dict(id=src.drive) if src.drive else dict(url=src.url)
@@ -171,8 +175,9 @@ def fetch(src: FileSource, downloads: str, quiet: bool = False) -> str:
     if src.size is not None:
         ensure_space(downloads, max(src.size - partial_bytes(downloads, src.name), 0), src.name)
     staged = final + UNVERIFIED
-    print(f"  {src.name}: {'resuming' if partial_bytes(downloads, src.name) else 'downloading'} from {src.where}",
-          flush=True)
+    verb = "copying" if src.url and _local_path(src.url) is not None else (
+        "resuming" if partial_bytes(downloads, src.name) else "downloading")
+    print(f"  {src.name}: {verb} from {src.where}", flush=True)
     _transfer(src, staged, quiet)
     how = verify(src, staged)
     os.replace(staged, final)
@@ -279,12 +284,27 @@ def extract(src: FileSource, archive: str, dataset_dir: str, downloads: str) -> 
     shutil.rmtree(staging, ignore_errors=True)  # what a killed run left
     try:
         _extract_all(archive, staging, src, downloads)
+        moves = _pieces(src, staging)
     except FetchError:
         # Not the archive the sources describe: nothing of it stays, a rerun fetches it again.
         shutil.rmtree(staging, ignore_errors=True)
         if os.path.exists(archive):
             os.remove(archive)
         raise
+    for source, rel in moves:
+        target = os.path.join(dataset_dir, rel)
+        if not os.path.exists(target):
+            _move(source, target)
+    paths = [rel for _, rel in moves]
+    with open(_marker(downloads, src.name) + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(paths, f)
+    os.replace(_marker(downloads, src.name) + ".tmp", _marker(downloads, src.name))
+    shutil.rmtree(staging, ignore_errors=True)
+    return paths
+
+
+def _pieces(src: FileSource, staging: str) -> List[Tuple[str, str]]:
+    """(extracted path, dataset path) of every piece the ``extract`` rules of ``src`` name."""
     moves: List[Tuple[str, str]] = []
     for pattern, dest in src.extract.items():
         if _is_pattern(pattern):
@@ -297,16 +317,7 @@ def extract(src: FileSource, archive: str, dataset_dir: str, downloads: str) -> 
             if not os.path.exists(os.path.join(staging, pattern)):
                 raise _fail(src, f"the archive has no {pattern!r} (its layout changed?)")
             moves.append((os.path.join(staging, pattern), posixpath.normpath(dest)))
-    for source, rel in moves:
-        target = os.path.join(dataset_dir, rel)
-        if not os.path.exists(target):
-            _move(source, target)
-    paths = [rel for _, rel in moves]
-    with open(_marker(downloads, src.name) + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(paths, f)
-    os.replace(_marker(downloads, src.name) + ".tmp", _marker(downloads, src.name))
-    shutil.rmtree(staging, ignore_errors=True)
-    return paths
+    return moves
 
 
 def place(src: FileSource, path: str, dataset_dir: str) -> None:

@@ -133,6 +133,17 @@ def build_images(source: str, dataset_dir: str, copy: bool = False, devkit: Opti
     partial = os.path.join(dataset_dir, ".images.partial")
     shutil.rmtree(partial, ignore_errors=True)  # what a killed run left
     os.makedirs(partial)
+    try:
+        how = _build(train, val, partial, source, copy, devkit)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    os.rename(partial, images)
+    kind = "hard links" if copy else "symbolic links"
+    return f"images/ built with {kind} to {source} ({how})"
+
+
+def _build(train: str, val: str, partial: str, source: str, copy: bool, devkit: Optional[str]) -> str:
     _link_tree(train, os.path.join(partial, "train"), copy)
     if _wnid_folders(val):
         _link_tree(val, os.path.join(partial, "val"), copy)
@@ -150,6 +161,4 @@ def build_images(source: str, dataset_dir: str, copy: bool = False, devkit: Opti
             os.makedirs(folder, exist_ok=True)
             _link(os.path.join(val, name), os.path.join(folder, name), copy)
         how = f"the flat val/ sorted into {len(set(wnids))} wnid folders from the devkit"
-    os.rename(partial, images)
-    kind = "hard links" if copy else "symbolic links"
-    return f"images/ built with {kind} to {source} ({how})"
+    return how

@@ -14,6 +14,7 @@ added.
 """
 import copy
 import os
+import posixpath
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -171,6 +172,10 @@ def _build(data: Dict[str, Any], origin: str) -> Dict[str, DatasetSource]:
             extract = entry.get("extract") or {}
             if not isinstance(extract, dict):
                 raise UserError(f"{fwhere}: extract must map archive paths to dataset paths")
+            for dest in [entry.get("place") or ".", *extract.values()]:
+                norm = posixpath.normpath(str(dest))
+                if posixpath.isabs(norm) or norm == ".." or norm.startswith("../"):
+                    raise UserError(f"{fwhere}: {dest!r} is outside the dataset folder; give a path inside it")
             files.append(FileSource(
                 dataset=key, name=str(entry["name"]), url=str(entry.get("url") or ""),
                 drive=str(entry.get("drive") or ""), size=size, md5=str(entry.get("md5") or "").lower(),
