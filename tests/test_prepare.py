@@ -101,6 +101,7 @@ def test_the_prepared_tree_is_the_tree_the_loaders_read(prepared, mirror):
 
 
 def test_a_second_run_downloads_nothing(prepared, mirror, capsys):
+    capsys.readouterr()
     before = len(mirror["server"].requests)
     assert main(["--root", prepared, "--sources", mirror["sources"], "--from", mirror["ilsvrc"], "--quiet", *KEYS]) == 0
     assert len(mirror["server"].requests) == before
@@ -109,6 +110,25 @@ def test_a_second_run_downloads_nothing(prepared, mirror, capsys):
     assert [line for line in out if line.endswith(": in place")] == [line for line in out if line.startswith("  ")
                                                                     and not line.endswith("kept as it is")]
     assert sum(line.endswith(": in place") for line in out) == n_files
+    assert main(["--root", prepared, "--sources", mirror["sources"], "--list"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    states = [line.split("): ", 1)[-1] for line in listing if not line.startswith(" ")]
+    assert states == ["present"] * 10 + ["present (images from a licensed copy: --from DIR)"] + ["present"] * 4
+    assert all(line.endswith("  placed") for line in listing if line.startswith(" "))
+    assert "  split_zhou_Caltech101.json" in listing[2] and "unverified" in listing[2]
+
+
+def test_a_local_folder_is_a_source(mirror, tmp_path, capsys):
+    local = write_sources(str(tmp_path / "local.yaml"), mirror["files"], {})
+    root = str(tmp_path / "data")
+    before = len(mirror["server"].requests)
+    assert main(["--root", root, "--sources", mirror["sources"], "--sources", local, "--quiet", "eurosat"]) == 0
+    out = capsys.readouterr().out
+    assert f"  EuroSAT.zip: copying from {os.path.join(mirror['files'], 'EuroSAT.zip')}" in out
+    assert "[present] EuroSAT: train 12 images / 4 classes" in out
+    assert len(mirror["server"].requests) == before
+    assert main(["--root", str(tmp_path / "fresh"), "--sources", local, "--list", "eurosat"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith(": missing")
 
 
 def test_a_training_run_reads_what_was_prepared(prepared, tmp_path):
