@@ -26,7 +26,6 @@ from tests.dataset_trees import (
 )
 
 
-
 def build(root, name, **kwargs):
     return DATASET_REGISTRY.get(name)(make_cfg(root, name, **kwargs))
 
