@@ -209,7 +209,8 @@ def build_ilsvrc(folder: str) -> str:
 class MirrorServer:
     """A real HTTP server on 127.0.0.1 serving a folder, as the hosts of the datasets do (byte
     ranges for resumes), counting the requests per path. Paths under /missing/ answer 404,
-    under /html/ an HTML page, under /slow/ the file at ``slow_rate`` bytes per second."""
+    under /html/ an HTML page, under /slow/ the file at ``slow_rate`` bytes per second, under
+    /norange/ the whole file whatever range is asked (as some servers do)."""
 
     def __init__(self, folder: str, slow_rate: int = 64 * 1024) -> None:
         self.folder = folder
@@ -243,7 +244,7 @@ class MirrorServer:
                     data = f.read()
                 start = 0
                 rng = self.headers.get("Range")
-                if rng and rng.startswith("bytes=") and rng.endswith("-"):
+                if rng and rng.startswith("bytes=") and rng.endswith("-") and kind != "norange":
                     start = int(rng[len("bytes="):-1])
                     self.send_response(206)
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")

@@ -275,6 +275,25 @@ def test_a_kill_then_a_rerun_gives_the_uninterrupted_tree(mirror, tmp_path, caps
     assert tree(root) == tree(reference)
 
 
+def test_a_partial_download_restarts_where_the_server_ignores_byte_ranges(mirror, tmp_path, capsys):
+    base = mirror["server"].url
+    archive = os.path.join(mirror["files"], "EuroSAT.zip")
+    sources = write_sources(str(tmp_path / "s.yaml"), base, {"eurosat": [
+        {"name": "EuroSAT.zip", "url": f"{base}/norange/EuroSAT.zip"}]})
+    root = str(tmp_path / "data")
+    downloads = os.path.join(root, ".downloads")
+    os.makedirs(downloads)
+    # What a killed run leaves: gdown's partial file, here the first 1000 bytes.
+    with open(archive, "rb") as f, open(os.path.join(downloads, "EuroSAT.zip.unverifiedabcd1234.part"), "wb") as part:
+        part.write(f.read(1000))
+    mirror["server"].requests.clear()
+    assert main(["--root", root, "--sources", mirror["sources"], "--sources", sources, "--quiet", "eurosat"]) == 0
+    asked = [r for path, r in mirror["server"].requests if path == "/norange/EuroSAT.zip"]
+    assert asked[-2:] == ["bytes=1000-", None]  # the resume was refused, then the file was fetched whole
+    assert "[present] EuroSAT" in capsys.readouterr().out
+    assert sorted(os.listdir(downloads)) == ["EuroSAT.zip.placed", "split_zhou_EuroSAT.json"]
+
+
 def test_unknown_names_and_a_missing_licence_say_what_to_do(mirror, tmp_path, capsys):
     with pytest.raises(UserError, match=r"unknown dataset 'calteck101'; did you mean 'caltech101'\?"):
         main(["--root", str(tmp_path), "calteck101"])
