@@ -112,7 +112,8 @@ def test_a_second_run_downloads_nothing(prepared, mirror, capsys):
     assert sum(line.endswith(": in place") for line in out) == n_files
     assert main(["--root", prepared, "--sources", mirror["sources"], "--list"]) == 0
     listing = capsys.readouterr().out.splitlines()
-    states = [line.split("): ", 1)[-1] for line in listing if not line.startswith(" ")]
+    assert listing[-1] == "To get: 0 files, 0 B"
+    states = [line.split("): ", 1)[-1] for line in listing[:-1] if not line.startswith(" ")]
     assert states == ["present"] * 10 + ["present (images from a licensed copy: --from DIR)"] + ["present"] * 4
     assert all(line.endswith("  placed") for line in listing if line.startswith(" "))
     assert "  split_zhou_Caltech101.json" in listing[2] and "unverified" in listing[2]

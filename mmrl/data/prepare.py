@@ -143,6 +143,8 @@ def dataset_state(spec: DatasetSource, root: str) -> str:
 
 
 def list_sources(sources: Dict[str, DatasetSource], keys: Sequence[str], root: str) -> None:
+    downloads = os.path.join(os.path.abspath(os.path.expanduser(root)), DOWNLOADS)
+    todo: Dict[str, Optional[int]] = {}
     for key in keys:
         spec = sources[key]
         folder = _dataset_class(spec).folder(_cfg(root))
@@ -150,6 +152,11 @@ def list_sources(sources: Dict[str, DatasetSource], keys: Sequence[str], root: s
         print(f"{key} ({spec.dataset}, {folder}): {dataset_state(spec, root)}{note}")
         for line in file_state(spec, root):
             print(line)
+        todo.update({f.name: f.size for f in spec.files if not placed(f, folder, downloads)})
+    known = sum(size for size in todo.values() if size is not None)
+    unknown = sum(size is None for size in todo.values())
+    files = f"{len(todo)} file" + ("s" if len(todo) != 1 else "")
+    print(f"To get: {files}, {human(known)}" + (f" plus {unknown} of unpublished size" if unknown else ""))
 
 
 def build_parser() -> argparse.ArgumentParser:
