@@ -11,7 +11,6 @@ By hand (no server needed, the sources file points at the folder):
     python -m tests.archives /tmp/mirror            # writes /tmp/mirror/files/ and /tmp/mirror/sources.yaml
     python -m mmrl.data.prepare --root /tmp/data --sources /tmp/mirror/sources.yaml
 """
-import hashlib
 import http.server
 import io
 import json
@@ -27,6 +26,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import yaml
 
+from mmrl.data.fetch import file_digest
 from tests.dataset_trees import (
     JSON_DATASETS, build_fgvc_aircraft, build_imagenetv2, build_json_dataset, build_wnid_tree, build_wnid_variant,
     imagenet_classnames, tiny_image, write_classnames,
@@ -146,8 +146,7 @@ def _pack(archive: str, members: List[Tuple[str, str]], extra: Dict[str, bytes])
 
 
 def md5(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.md5(f.read()).hexdigest()
+    return file_digest(path, "md5")
 
 
 def build_mirror(workdir: str, base_url: Optional[str] = None) -> Dict[str, str]:
