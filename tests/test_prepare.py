@@ -207,12 +207,13 @@ def test_an_archive_member_outside_the_folder_is_refused(mirror, tmp_path, capsy
     assert not os.path.exists(os.path.join(root, "eurosat"))
 
 
-def _big_eurosat(mirror, tmp_path, name: str, member: bytes) -> str:
-    """EuroSAT.zip of the mirror plus one large member, under another name, and a sources file for it."""
+def _big_eurosat(mirror, name: str, members: Dict[str, bytes]) -> str:
+    """EuroSAT.zip of the mirror plus ``members``, under another name."""
     path = os.path.join(mirror["files"], name)
     shutil.copyfile(os.path.join(mirror["files"], "EuroSAT.zip"), path)
     with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("2750/large.bin", member)
+        for arcname, data in members.items():
+            zf.writestr(arcname, data)
     return path
 
 
@@ -232,11 +233,12 @@ def test_a_kill_then_a_rerun_gives_the_uninterrupted_tree(mirror, tmp_path, caps
     if moment == "download":
         # Incompressible, and larger than gdown's 512 KB chunks, so a partial file is written
         # well before the end (~6 s at the slow rate).
-        member = os.urandom(1_500_000)
+        members = {"2750/large.bin": os.urandom(1_500_000)}
         mirror["server"].slow_rate = 256 * 1024
     else:
-        member = bytes(200_000_000)  # compresses to ~200 KB, extracts to 200 MB
-    archive = _big_eurosat(mirror, tmp_path, f"{moment}-EuroSAT.zip", member)
+        # Enough members to keep the extraction going for a few tenths of a second.
+        members = {f"2750/extra/{i:05d}.bin": os.urandom(64) for i in range(3000)}
+    archive = _big_eurosat(mirror, f"{moment}-EuroSAT.zip", members)
     entry = {"name": "EuroSAT.zip", "md5": md5(archive), "size": os.path.getsize(archive)}
     fast = write_sources(str(tmp_path / "fast.yaml"), base, {"eurosat": [dict(entry, url=f"{base}/{moment}-EuroSAT.zip")]})
     slow = write_sources(str(tmp_path / "slow.yaml"), base, {"eurosat": [
@@ -273,7 +275,7 @@ def test_a_kill_then_a_rerun_gives_the_uninterrupted_tree(mirror, tmp_path, caps
         ranges = [r for path, r in mirror["server"].requests if path.endswith("download-EuroSAT.zip")]
         assert ranges and ranges[-1] and ranges[-1].startswith("bytes=") and ranges[-1] != "bytes=0-"
     assert tree(root) == tree(reference)
-    for folder in (root, reference):  # the large member is not kept for pytest's later runs
+    for folder in (root, reference):  # not kept for pytest's later runs
         shutil.rmtree(folder)
     os.remove(archive)
 

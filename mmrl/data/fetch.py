@@ -181,6 +181,7 @@ def fetch(src: FileSource, downloads: str, quiet: bool = False) -> str:
     _transfer(src, staged, quiet)
     how = verify(src, staged)
     os.replace(staged, final)
+    _remove_partials(downloads, os.path.basename(staged))  # left by an earlier try from another source
     print(f"  {src.name}: {how}", flush=True)
     return final
 
