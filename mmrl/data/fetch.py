@@ -3,7 +3,8 @@ extract with every member path checked, and move into place.
 
 Everything in flight lives in ``$DATA/.downloads/``: a download is written to
 ``<name>.unverified`` (gdown keeps its partial bytes beside it as ``<name>.unverified*.part``
-and resumes them), renamed to ``<name>`` only once its size and checksum hold; an archive is
+and resumes them), renamed to ``<name>`` only once its checksum holds (or its size, where no
+checksum is published; an HTML page is refused whatever the file); an archive is
 extracted into ``<name>.extract/`` and each of its folders is then renamed into the dataset
 folder, so a dataset folder only ever holds complete pieces.
 """

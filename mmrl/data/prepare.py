@@ -48,6 +48,11 @@ def select(names: Sequence[str], sources: Dict[str, DatasetSource]) -> List[str]
     return chosen
 
 
+def downloads_dir(root: str) -> str:
+    """``$DATA/.downloads``: every file in flight, and the verified plain files."""
+    return os.path.join(os.path.abspath(os.path.expanduser(root)), DOWNLOADS)
+
+
 def _cfg(root: str):
     from mmrl.dassl.config import get_cfg_default
 
@@ -75,7 +80,7 @@ def prepare_dataset(spec: DatasetSource, root: str, quiet: bool = False, keep_ar
     cls = _dataset_class(spec)
     cfg = _cfg(root)
     dataset_dir = cls.folder(cfg)
-    downloads = os.path.join(os.path.abspath(os.path.expanduser(root)), DOWNLOADS)
+    downloads = downloads_dir(root)
     print(f"== {spec.key} ({spec.dataset}) -> {dataset_dir}", flush=True)
     if spec.needs_from:
         from mmrl.data.ilsvrc import build_images
@@ -115,7 +120,7 @@ def file_state(spec: DatasetSource, root: str) -> List[str]:
     """One ``--list`` line per file: name, size, how it is verified, where it stands."""
     cfg = _cfg(root)
     dataset_dir = _dataset_class(spec).folder(cfg)
-    downloads = os.path.join(os.path.abspath(os.path.expanduser(root)), DOWNLOADS)
+    downloads = downloads_dir(root)
     lines = []
     for src in spec.files:
         if placed(src, dataset_dir, downloads):
@@ -136,14 +141,14 @@ def dataset_state(spec: DatasetSource, root: str) -> str:
     cfg = _cfg(root)
     if all(os.path.exists(p) for p in cls.required_paths(cfg)):
         return "present"
-    downloads = os.path.join(os.path.abspath(os.path.expanduser(root)), DOWNLOADS)
+    downloads = downloads_dir(root)
     started = os.path.isdir(cls.folder(cfg)) or any(
         os.path.exists(os.path.join(downloads, f.name)) or partial_bytes(downloads, f.name) for f in spec.files)
     return "partial" if started else "missing"
 
 
 def list_sources(sources: Dict[str, DatasetSource], keys: Sequence[str], root: str) -> None:
-    downloads = os.path.join(os.path.abspath(os.path.expanduser(root)), DOWNLOADS)
+    downloads = downloads_dir(root)
     todo: Dict[str, Optional[int]] = {}
     for key in keys:
         spec = sources[key]
