@@ -1,7 +1,8 @@
 """What the prompt-learning baselines of the lineage (MaPLe, PromptSRC) share on top of CLIPTrainer.
 
 - Their keys live under the published node names (``TRAINER.MAPLE``, ``TRAINER.PROMPTSRC``), not under
-  the registered trainer name the engine looks in for ``PREC``; :attr:`precision` resolves it there.
+  the registered trainer name the engine looks in for ``PREC``: the precision is resolved from there
+  (:meth:`CLIPTrainer.resolve_method_precision`).
 - Only the prompts are registered with the engine (module ``model.trainable``, whose state-dict keys
   are the published checkpoints' own), so checkpoints hold the trainable tensors only, and
   :meth:`load_model` reads the published checkpoints too (their frozen entries are ignored).
@@ -15,7 +16,6 @@ from typing import Any, Dict, Optional
 import torch
 
 from mmrl.dassl.config import CfgNode
-from mmrl.dassl.engine.trainer import resolve_precision
 from mmrl.dassl.optim import build_lr_scheduler, build_optimizer
 from mmrl.dassl.utils import find_checkpoint_file, load_checkpoint
 from mmrl.dassl.utils import distributed as dist
@@ -24,8 +24,7 @@ from .clip_base import CLIPTrainer
 
 
 class PromptTrainer(CLIPTrainer):
-    # The lineage's config node of the method (TRAINER.<node_name>) and its checkpoint folder.
-    node_name = ""
+    # The checkpoint folder (node_name, the method's config node, is CLIPTrainer's).
     model_name = ""
 
     @classmethod
@@ -35,8 +34,8 @@ class PromptTrainer(CLIPTrainer):
         cls.method_defaults(node)
         # Ours: on CPU, fp16 and amp run as fp32 unless this is True (then exactly as on CUDA).
         node.PREC_ON_CPU = False
-        # Ours: "on" recomputes the prompted blocks in backward instead of keeping their activations;
-        # "auto" does so on CPU only.
+        # Ours: "on" recomputes the prompted image blocks in backward instead of keeping their
+        # activations; "auto" does so on CPU only.
         node.RECOMPUTE = "auto"  # auto / on / off
         cfg.TRAINER[cls.node_name] = node
 
@@ -44,22 +43,6 @@ class PromptTrainer(CLIPTrainer):
     def method_defaults(cls, node: CfgNode) -> None:
         """The published keys and defaults of TRAINER.<node_name>."""
         raise NotImplementedError
-
-    def __init__(self, cfg) -> None:
-        # Read by the precision setter, which the engine calls before it sets self.cfg.
-        self._method_node = cfg.TRAINER[self.node_name]
-        super().__init__(cfg)
-
-    @property
-    def precision(self) -> str:
-        return self._precision
-
-    @precision.setter
-    def precision(self, _engine_choice: str) -> None:
-        # The engine reads PREC from TRAINER.<TRAINER.NAME> (here "MaPLe", which holds nothing); the
-        # same policy applies to the published node.
-        view = CfgNode({"TRAINER": CfgNode({"NAME": self.node_name, self.node_name: self._method_node})})
-        self._precision = resolve_precision(view, self.device)
 
     @property
     def method_cfg(self):
@@ -81,6 +64,7 @@ class PromptTrainer(CLIPTrainer):
         raise NotImplementedError
 
     def build_model(self):
+        self.resolve_method_precision()
         self.clip_model = self.load_clip()
         classnames = list(self.dm.dataset.classnames)
         self.num_classes = len(classnames)

@@ -20,9 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmrl.model.prompted_image import check_prompt_depth, prompted_image_features
+from mmrl.model.deep_prompts import check_prompt_depth, first_context
+from mmrl.model.prompted_image import prompted_image_features
+from mmrl.model.prompted_text import PromptedText, context_prompts
 from mmrl.model.representation import clip_depth, clip_widths
-from mmrl.model.shared_context_text import SharedContextText, context_prefix, phrase_context, uses_init_phrase
 from mmrl.model.towers import ImageTower
 
 
@@ -39,11 +40,7 @@ class MaPLePromptLearner(nn.Module):
         if n_ctx < 1:
             raise ValueError(f"TRAINER.MAPLE.N_CTX must be at least 1, got {n_ctx}")
         check_prompt_depth("TRAINER.MAPLE.PROMPT_DEPTH", depth, clip_depth(clip_model))
-        if uses_init_phrase(n_ctx, ctx_init):
-            ctx = phrase_context(clip_model, n_ctx, ctx_init)
-        else:
-            ctx = torch.empty(n_ctx, d_t)
-            nn.init.normal_(ctx, std=0.02)
+        ctx, self.prefix = first_context(clip_model, n_ctx, ctx_init)
         self.proj = nn.Linear(d_t, d_v)
         self.ctx = nn.Parameter(ctx)
         self.compound_prompts_text = nn.ParameterList([nn.Parameter(torch.empty(n_ctx, d_t)) for _ in range(depth - 1)])
@@ -52,7 +49,6 @@ class MaPLePromptLearner(nn.Module):
         one = nn.Linear(d_t, d_v)
         self.compound_prompt_projections = nn.ModuleList([copy.deepcopy(one) for _ in range(depth - 1)])
         self.n_ctx, self.depth = int(n_ctx), int(depth)
-        self.prefix = context_prefix(n_ctx, ctx_init)
 
     def forward(self) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
         """(text prompts, vision prompts), J of each: the input's, then blocks 1..J-1's."""
@@ -82,12 +78,12 @@ class MaPLeCLIP(nn.Module):
         return self.trainable.prompt_learner
 
     def set_classes(self, classnames: Sequence[str]) -> None:
-        self.classes = SharedContextText(self.clip_model, self.learner.prefix, classnames, self.learner.n_ctx)
+        self.classes = PromptedText(self.clip_model, context_prompts(self.learner.prefix, classnames), self.learner.n_ctx)
 
     def text_features(self) -> torch.Tensor:
         """[C, d], L2-normalised."""
         text, _ = self.learner()
-        return F.normalize(_wide(self.classes.features(text[0], text[1:], self.recompute)), dim=-1)
+        return F.normalize(_wide(self.classes(text[0], text[1:])), dim=-1)
 
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         """[B, d], L2-normalised."""

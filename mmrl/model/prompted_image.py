@@ -19,13 +19,6 @@ from torch.utils.checkpoint import checkpoint
 from mmrl.model.towers import ImageTower, run_block
 
 
-def check_prompt_depth(key: str, depth: int, n_layers: int) -> None:
-    """A prompt depth J must lie in 1..n_layers (J - 1 deep prompts after the first)."""
-    if not 1 <= int(depth) <= n_layers:
-        raise ValueError(f"{key} is {depth}; it must be between 1 (prompts at the input only) and the "
-                         f"backbone's {n_layers} blocks")
-
-
 def prompted_image_features(tower: ImageTower, images: torch.Tensor, prompts: Sequence[torch.Tensor],
                             recompute: bool = False) -> torch.Tensor:
     """Class-token features [B, d] (not normalised) of ``images`` [B, 3, H, W] with visual prompts.

@@ -25,9 +25,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmrl.model.clip_loader import tokenize
-from mmrl.model.prompted_image import check_prompt_depth, prompted_image_features
+from mmrl.model.deep_prompts import check_prompt_depth, first_context
+from mmrl.model.prompted_image import prompted_image_features
+from mmrl.model.prompted_text import PromptedText, context_prompts
 from mmrl.model.representation import clip_widths
-from mmrl.model.shared_context_text import SharedContextText, context_prefix, phrase_context, uses_init_phrase
 from mmrl.model.templates import IMAGENET_TEMPLATES
 from mmrl.model.towers import ImageTower, TextTower
 
@@ -91,15 +92,10 @@ class PromptSRCPrompts(nn.Module):
         self.image_encoder.transformer = _deep_blocks(n_ctx_vision, d_v, depth_vision)
         self.text_encoder = nn.Module()
         self.text_encoder.transformer = _deep_blocks(n_ctx_text, d_t, depth_text)
-        if uses_init_phrase(n_ctx_text, ctx_init):
-            ctx = phrase_context(clip_model, n_ctx_text, ctx_init)
-        else:
-            ctx = torch.empty(n_ctx_text, d_t)
-            nn.init.normal_(ctx, std=0.02)
+        ctx, self.prefix = first_context(clip_model, n_ctx_text, ctx_init)
         self.prompt_learner = nn.Module()
         self.prompt_learner.ctx = nn.Parameter(ctx)
         self.n_ctx_text = int(n_ctx_text)
-        self.prefix = context_prefix(n_ctx_text, ctx_init)
 
     def text_prompts(self) -> List[torch.Tensor]:
         deep = self.text_encoder.transformer.resblocks
@@ -167,8 +163,8 @@ class PromptSRCCLIP(nn.Module):
         self.set_classes(classnames)
 
     def set_classes(self, classnames: Sequence[str]) -> None:
-        self.classes = SharedContextText(self.clip_model, self.trainable.prefix, classnames,
-                                         self.trainable.n_ctx_text)
+        self.classes = PromptedText(self.clip_model, context_prompts(self.trainable.prefix, classnames),
+                                    self.trainable.n_ctx_text)
         self.w_zs = F.normalize(frozen_text_features(self.classes.tower, classnames), dim=-1)
 
     @property
@@ -178,7 +174,7 @@ class PromptSRCCLIP(nn.Module):
     def text_features(self) -> torch.Tensor:
         """Prompted text features [C, d], L2-normalised."""
         text = self.trainable.text_prompts()
-        return F.normalize(_wide(self.classes.features(text[0], text[1:], self.recompute)), dim=-1)
+        return F.normalize(_wide(self.classes(text[0], text[1:])), dim=-1)
 
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         """Prompted image features [B, d], L2-normalised."""
