@@ -72,10 +72,11 @@ def logits(clip_model, tokenized, images, text: Sequence[torch.Tensor], vision: 
     return clip_model.logit_scale.exp() * f @ w.t(), f, w
 
 
-def promptsrc_teacher_text(clip_model, classnames: Sequence[str], tokenize) -> torch.Tensor:
+def promptsrc_teacher_text(clip_model, classnames: Sequence[str], tokenize,
+                           templates: Sequence[str] = IMAGENET_TEMPLATES) -> torch.Tensor:
     """The published frozen text features: each template's encode_text, averaged, then normalised."""
     names = [n.replace("_", " ") for n in classnames]
-    per_template = [clip_model.encode_text(tokenize([t.replace("{}", n) for n in names])) for t in IMAGENET_TEMPLATES]
+    per_template = [clip_model.encode_text(tokenize([t.replace("{}", n) for n in names])) for t in templates]
     return F.normalize(torch.stack(per_template, dim=1).mean(dim=1), dim=-1)
 
 

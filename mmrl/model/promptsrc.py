@@ -17,9 +17,9 @@ with s = CLIP's logit_scale.exp(), f, w the prompted image and text features, f_
 features, w_zs the frozen text features averaged (before normalisation) over 60 ImageNet templates,
 and z_zs = s * f_zs . w_zs (all features L2-normalised).
 """
-import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -42,18 +42,18 @@ def _wide(t: torch.Tensor) -> torch.Tensor:
 
 def gpa_weights(max_epoch: int, mean: float, std: float) -> List[float]:
     """GPA's weight of each epoch 1..max_epoch: the normal density N(mean, std) at the epoch, normalised
-    to sum 1 (computed in float64, as the published numpy code)."""
+    to sum 1 (in float64 with numpy's exp and a sequential sum, as the published code: the same bits)."""
     if max_epoch < 1:
         raise ValueError(f"OPTIM.MAX_EPOCH must be at least 1 for GPA, got {max_epoch}")
     if std <= 0:
         raise ValueError(f"TRAINER.PROMPTSRC.GPA_STD must be positive, got {std}")
-    density = [math.exp(-0.5 * ((e - mean) / std) ** 2) / (std * math.sqrt(2 * math.pi))
-               for e in range(1, max_epoch + 1)]
+    density = np.array([(1 / (std * np.sqrt(2 * np.pi))) * np.exp(-0.5 * ((e - mean) / std) ** 2)
+                        for e in range(1, max_epoch + 1)])
     total = sum(density)
     if total == 0.0:
         raise ValueError(f"TRAINER.PROMPTSRC.GPA_MEAN {mean} / GPA_STD {std} give every one of the {max_epoch} "
                          "epochs a weight of 0 in float64: put the mean nearer the epochs")
-    return [d / total for d in density]
+    return [float(w) for w in density / total]
 
 
 class _Block(nn.Module):
@@ -110,19 +110,17 @@ class PromptSRCPrompts(nn.Module):
 def frozen_text_features(tower: TextTower, classnames: Sequence[str],
                          templates: Sequence[str] = IMAGENET_TEMPLATES) -> torch.Tensor:
     """The frozen CLIP's text features [C, d] of each class, averaged over ``templates`` before any
-    normalisation (as the published teacher features; normalised where they are used)."""
+    normalisation (as the published teacher features; normalised where they are used). The T x C
+    prompts run in chunks, each trimmed at its last end-of-text token."""
     names = [name.replace("_", " ") for name in classnames]
-    total: Optional[torch.Tensor] = None
-    for template in templates:
-        prompts = [template.replace("{}", name) for name in names]
-        parts = []
-        for start in range(0, len(prompts), _FROZEN_TEXT_CHUNK):
-            tokens = tokenize(prompts[start:start + _FROZEN_TEXT_CHUNK]).to(tower.clip_model.text_projection.device)
-            x = tower.run(tower.embed(tokens), 0, tower.n_layers)
-            parts.append(_wide(tower.feature(x, tokens.argmax(dim=-1))))
-        f = torch.cat(parts)
-        total = f if total is None else total + f
-    return total / len(templates)
+    prompts = [template.replace("{}", name) for template in templates for name in names]
+    device = tower.clip_model.text_projection.device
+    parts = []
+    for start in range(0, len(prompts), _FROZEN_TEXT_CHUNK):
+        tokens = tokenize(prompts[start:start + _FROZEN_TEXT_CHUNK]).to(device)
+        x = tower.run(tower.embed(tokens), 0, tower.n_layers)
+        parts.append(_wide(tower.feature(x, tokens.argmax(dim=-1))))
+    return torch.cat(parts).view(len(templates), len(names), -1).mean(dim=0)
 
 
 def promptsrc_loss(logits: torch.Tensor, zs_logits: torch.Tensor, labels: torch.Tensor,
@@ -150,7 +148,8 @@ class PromptSRCCLIP(nn.Module):
 
     def __init__(self, clip_model: nn.Module, classnames: Sequence[str], n_ctx_text: int, n_ctx_vision: int,
                  ctx_init: str, depth_text: int, depth_vision: int, text_loss_weight: float,
-                 image_loss_weight: float, recompute: bool = False) -> None:
+                 image_loss_weight: float, recompute: bool = False,
+                 templates: Sequence[str] = IMAGENET_TEMPLATES) -> None:
         super().__init__()
         self.clip_model = clip_model
         self.clip_model.requires_grad_(False)
@@ -159,13 +158,14 @@ class PromptSRCCLIP(nn.Module):
         self.text_loss_weight = float(text_loss_weight)
         self.image_loss_weight = float(image_loss_weight)
         self.recompute = bool(recompute)
+        self.templates = tuple(templates)  # of the frozen text features
         self.register_buffer("w_zs", torch.zeros(0), persistent=False)  # [C, d], L2-normalised
         self.set_classes(classnames)
 
     def set_classes(self, classnames: Sequence[str]) -> None:
         self.classes = PromptedText(self.clip_model, context_prompts(self.trainable.prefix, classnames),
                                     self.trainable.n_ctx_text)
-        self.w_zs = F.normalize(frozen_text_features(self.classes.tower, classnames), dim=-1)
+        self.w_zs = F.normalize(frozen_text_features(self.classes.tower, classnames, self.templates), dim=-1)
 
     @property
     def logit_scale(self) -> torch.Tensor:
