@@ -19,6 +19,7 @@ from mmrl.dassl.config import CfgNode
 from mmrl.dassl.optim import build_lr_scheduler, build_optimizer
 from mmrl.dassl.utils import find_checkpoint_file, load_checkpoint
 from mmrl.dassl.utils import distributed as dist
+from mmrl.model.checkpoint import check_learned_tensors
 
 from .clip_base import CLIPTrainer
 
@@ -123,12 +124,7 @@ class PromptTrainer(CLIPTrainer):
         found = checkpoint["state_dict"]
         own = self.model.trainable.state_dict()
         hint = f"the checkpoint was trained with other TRAINER.{self.node_name} values or another backbone"
-        for key, value in own.items():
-            if key not in found:
-                raise ValueError(f'"{path}" lacks {key!r} (shape {list(value.shape)}); {hint}')
-            if tuple(found[key].shape) != tuple(value.shape):
-                raise ValueError(f'"{path}": {key!r} has shape {list(found[key].shape)}, this model expects '
-                                 f"{list(value.shape)}; {hint}")
+        check_learned_tensors(own, found, path, hint)
         frozen = [k for k in found if k not in own]
         if frozen:
             # The published checkpoints hold the whole model: CLIP's frozen weights and the token
