@@ -36,11 +36,29 @@ from mmrl.dassl.optim import build_optimizer
 from mmrl.dassl.utils import distributed as dist
 from mmrl.demo.clip import MINI_SPEC, VIT_B16_SPEC, build_random_clip
 from mmrl.model.clip_loader import convert_weights
+from mmrl.model.maple import MaPLeCLIP
 from mmrl.model.mmrl import RepresentationCLIP
 from mmrl.model import towers
+from mmrl.model.promptsrc import PromptSRCCLIP
 from mmrl.model.representation import RepArch
 
 SPECS = {"vit-b16": VIT_B16_SPEC, "mini": MINI_SPEC}
+
+
+def _maple(clip_model, classnames, recompute):
+    # The published base-to-novel configuration: 2 context tokens from "a photo of a", depth 9.
+    model = MaPLeCLIP(clip_model, classnames, 2, "a photo of a", 9, recompute=recompute)
+    return model, lambda images, labels, share: share * model.forward_train(images, labels)[0], 0.0035
+
+
+def _promptsrc(clip_model, classnames, recompute):
+    # The published base-to-novel configuration: 4 + 4 tokens, depth 9 in both towers, 60 templates.
+    model = PromptSRCCLIP(clip_model, classnames, 4, 4, "a photo of a", 9, 9, 25, 10, recompute=recompute)
+    return model, lambda images, labels, share: model.forward_train(images, labels, share)[0]["loss"], 0.0025
+
+
+# Prompt learners (SGD, as published): trainer -> (model, loss(images, labels, batch share), LR).
+PROMPT_LEARNERS = {"MaPLe": _maple, "PromptSRC": _promptsrc}
 
 
 def peak_memory_gb(device: torch.device) -> float:
@@ -57,7 +75,7 @@ def sync(device: torch.device) -> None:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--trainer", choices=["MMRL", "MMRLpp"], default="MMRL")
+    p.add_argument("--trainer", choices=["MMRL", "MMRLpp", *PROMPT_LEARNERS], default="MMRL")
     p.add_argument("--spec", choices=sorted(SPECS), default="vit-b16")
     p.add_argument("--device", default="cpu")
     p.add_argument("--prec", choices=["fp32", "fp16", "amp", "bf16"], default="fp32",
@@ -110,14 +128,23 @@ def build(args: argparse.Namespace, device: torch.device, sharding=None):
         convert_weights(clip_model)  # as load_clip(fp16=True): the layer norms stay fp32
     clip_model.to(device)
 
-    # The reference configuration: K = 5 tokens in blocks 6..12, d_r = 512 (MMRL++: ranks 64 and 4).
-    arch = RepArch.from_clip(clip_model, args.trainer, 5, (6, 7, 8, 9, 10, 11, 12), 512,
-                             proj_lora_dim=64, res_lora_dim=4)
     # Class names of 1 to 6 words, as in the benchmark datasets (e.g. UCF101's "Apply Eye Makeup",
     # Aircraft's "Cessna 525 Citation Jet"): the text tower's cost follows the longest prompt.
     words = ["red", "spotted", "mountain", "grey", "long", "tailed", "house", "river", "jet", "night"]
     prompts = [f"a photo of a {' '.join(words[(i + j) % len(words)] for j in range(1 + i % 6))}."
                for i in range(args.classes)]
+    if args.trainer in PROMPT_LEARNERS:
+        if sharding is not None:
+            raise SystemExit(f"--distributed times MMRL / MMRLpp only, not {args.trainer}")
+        names = [p[len("a photo of a "):-1] for p in prompts]
+        model, args.loss, cfg.OPTIM.LR = PROMPT_LEARNERS[args.trainer](clip_model, names, args.recompute_on)
+        model.to(device)
+        model.learner, model.eot_index = model.trainable, model.classes.eot_index  # the names used below
+        cfg.OPTIM.NAME = "sgd"
+        return model, build_optimizer(model.trainable, cfg.OPTIM), spec["image_resolution"]
+    # The reference configuration: K = 5 tokens in blocks 6..12, d_r = 512 (MMRL++: ranks 64 and 4).
+    arch = RepArch.from_clip(clip_model, args.trainer, 5, (6, 7, 8, 9, 10, 11, 12), 512,
+                             proj_lora_dim=64, res_lora_dim=4)
     kwargs = {"alpha": 0.7, "recompute": args.recompute_on}
     if args.trainer == "MMRLpp":
         kwargs["beta"] = 0.9
@@ -143,7 +170,10 @@ def step_function(args: argparse.Namespace, device: torch.device, model, optim, 
         images = torch.randn(batch, 3, res, res, device=device, dtype=dtype)
         labels = torch.randint(0, args.classes, (batch,), device=device)
         with autocast(args, device):
-            loss = model.forward_train(images, labels, reg_weight=1.0, batch_share=share).loss
+            if args.trainer in PROMPT_LEARNERS:
+                loss = args.loss(images, labels, share)
+            else:
+                loss = model.forward_train(images, labels, reg_weight=1.0, batch_share=share).loss
         optim.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()

@@ -72,3 +72,14 @@ def read_learner(directory: str, epoch: Optional[int],
                                  checkpoint.get("dataset", DEFAULT_SOURCE_DATASET))
     raise ValueError(f"{path} is neither a checkpoint of this project (no 'arch' entry) nor a reference "
                      "MMRL/MMRL++ checkpoint (no representation_learner.* keys)")
+
+
+def check_learned_tensors(own: Dict[str, torch.Tensor], found: Dict[str, torch.Tensor], where: str, hint: str) -> None:
+    """Every tensor of a model's state dict ``own`` is in ``found`` with its shape, or a ValueError
+    naming the file ``where``, the key and the shapes, with ``hint`` (what the mismatch means)."""
+    for key, value in own.items():
+        if key not in found:
+            raise ValueError(f'"{where}" lacks {key!r} (shape {list(value.shape)}); {hint}')
+        if tuple(found[key].shape) != tuple(value.shape):
+            raise ValueError(f'"{where}": {key!r} has shape {list(found[key].shape)}, this model expects '
+                             f"{list(value.shape)}; {hint}")

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# CoOp. Base-to-novel, step 2: test the model trained by base2new_train.sh (same DATASET and
+# SEED) on the new classes: the New column of the tables.
+# Usage: bash scripts/coop/base2new_test.sh DATASET [SEED]   (no SEED: seeds 1 2 3)
+# Results: $OUTPUT/base2new/test_new/DATASET/shots_16/CoOp/CFG/seed<S>/
+# CFG: vit_b16_ctxv1 (ImageNet: vit_b16_ep50_ctxv1), demo for demo; see trainer.sh.
+# Environment (DATA, OUTPUT, PYTHON, OPTS, FORCE, SHOTS): see scripts/common.sh.
+set -euo pipefail
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+load_trainer "$(dirname "${BASH_SOURCE[0]}")"
+base2new_test "$@"
