@@ -44,16 +44,17 @@ class Registry:
             )
         self._obj_map[name] = obj
 
-    def register(self, obj: Any = None, force: bool = False) -> Any:
-        """Use as ``@REGISTRY.register()`` or call ``REGISTRY.register(cls)``."""
+    def register(self, obj: Any = None, force: bool = False, name: Optional[str] = None) -> Any:
+        """Use as ``@REGISTRY.register()`` or call ``REGISTRY.register(cls)``; ``name`` replaces
+        the class ``__name__`` as the key."""
         if obj is None:
 
             def wrapper(fn_or_class: Any) -> Any:
-                self._do_register(fn_or_class.__name__, fn_or_class, force=force)
+                self._do_register(name or fn_or_class.__name__, fn_or_class, force=force)
                 return fn_or_class
 
             return wrapper
-        self._do_register(obj.__name__, obj, force=force)
+        self._do_register(name or obj.__name__, obj, force=force)
         return obj
 
     def get(self, name: str) -> Any:
