@@ -57,15 +57,17 @@ class MMRL(CLIPTrainer):
 
     @classmethod
     def add_config(cls, cfg) -> None:
-        """``TRAINER.<variant>``: the method's keys with the lineage's defaults."""
+        """``TRAINER.<variant>``: the method's keys with the papers' values (those of the reference's
+        vit_b16.yaml; the lineage's extend_cfg had PREC fp16 and no REP_LAYERS). The YAML files state
+        only what a protocol changes, dataset_overrides.yaml what a dataset does."""
         super().add_config(cfg)
         node = CfgNode()
         node.ALPHA = 0.7
         node.REG_WEIGHT = 1.0
-        node.REP_LAYERS = []
+        node.REP_LAYERS = [6, 7, 8, 9, 10, 11, 12]
         node.REP_DIM = 512
         node.N_REP_TOKENS = 5
-        node.PREC = "fp16"  # fp16 / fp32 / amp / bf16 (ours)
+        node.PREC = "amp"  # fp16 / fp32 / amp / bf16 (ours)
         # Ours: on CPU, fp16 and amp run as fp32 unless this is True (then exactly as on CUDA).
         node.PREC_ON_CPU = False
         # Ours: "on" recomputes the blocks above the first insertion layer in backward instead of
