@@ -5,14 +5,20 @@ import difflib
 from typing import Any, Dict, List, Optional, Sequence
 
 
-def closest_name(requested: str, available: Sequence[str]) -> Optional[str]:
-    """The entry of ``available`` most similar to ``requested`` (None if empty)."""
+def closest_name(requested: str, available: Sequence[str], cutoff: float = 0.0) -> Optional[str]:
+    """The entry of ``available`` most similar to ``requested``; None if there is none, or none
+    at least ``cutoff`` similar (difflib's ratio, 0..1)."""
     if not available:
         return None
-    return max(
-        available,
-        key=lambda name: difflib.SequenceMatcher(None, requested, name).ratio(),
-    )
+    ratio = {name: difflib.SequenceMatcher(None, requested, name).ratio() for name in available}
+    best = max(available, key=ratio.__getitem__)
+    return best if ratio[best] >= cutoff else None
+
+
+def did_you_mean(requested: str, available: Sequence[str], cutoff: float = 0.0) -> str:
+    """' Did you mean "<closest>"?' for an error message, or "" when nothing is close enough."""
+    hint = closest_name(requested, available, cutoff)
+    return f' Did you mean "{hint}"?' if hint else ""
 
 
 def check_availability(requested: str, available: Sequence[str]) -> None:
