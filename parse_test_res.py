@@ -60,6 +60,7 @@ trainer. The format follows the file name (.png, .pdf, .svg); the table is print
 """
 import argparse
 import csv
+import functools
 import io
 import json
 import math
@@ -78,32 +79,35 @@ CROSS_SUFFIX = "cross_datasets"
 SHOTS = (1, 2, 4, 8, 16)
 B2N_SHOTS = 16
 
-# Dataset yaml stems in the order of the papers' tables, with the names those tables use.
-BENCHMARK = (
-    "imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
-    "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101",
-)
-XD_TARGETS = BENCHMARK[1:]
-DG_TARGETS = ("imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r")
 SOURCE = "imagenet"
-DISPLAY_NAMES = {
-    "imagenet": "ImageNet",
-    "caltech101": "Caltech101",
-    "oxford_pets": "OxfordPets",
-    "stanford_cars": "StanfordCars",
-    "oxford_flowers": "Flowers102",
-    "food101": "Food101",
-    "fgvc_aircraft": "FGVCAircraft",
-    "sun397": "SUN397",
-    "dtd": "DTD",
-    "eurosat": "EuroSAT",
-    "ucf101": "UCF101",
-    "imagenetv2": "ImageNetV2",
-    "imagenet_sketch": "ImageNet-Sketch",
-    "imagenet_a": "ImageNet-A",
-    "imagenet_r": "ImageNet-R",
-}
-KNOWN_TRAINERS = ("MMRL", "MMRLpp", "ZeroshotCLIP")
+
+
+# The datasets of each table, their names there and the trainers come from the registries (the
+# dataset classes declare their protocols, table order and display names): a dataset or trainer
+# added as a file appears in the tables without an edit here. Read on first use: the registries
+# import torch, which the per-folder (lineage) mode does not need.
+@functools.lru_cache(maxsize=None)
+def protocol_datasets(protocol: str) -> Tuple[str, ...]:
+    """Dataset yaml stems of a protocol (b2n, xd, dg) in the order of the papers' tables."""
+    from mmrl.registry import protocol_datasets as listed
+
+    return tuple(listed(protocol, order="table"))
+
+
+@functools.lru_cache(maxsize=None)
+def _display_names() -> Dict[str, str]:
+    from mmrl.registry import dataset_classes, display_name
+
+    return {stem: display_name(stem, cls) for stem, cls in dataset_classes().items()}
+
+
+@functools.lru_cache(maxsize=None)
+def known_trainers() -> Tuple[str, ...]:
+    from mmrl.registry import trainer_names
+
+    return tuple(trainer_names())
+
+
 TABLES = ("b2n", "fewshot", "xd", "dg")
 FORMATS = ("markdown", "csv", "json", "latex")
 
@@ -323,7 +327,7 @@ class Collector:
                 trainer_dir = os.path.join(parent, trainer)
                 if any(n.endswith(CROSS_SUFFIX) == cross for n in subfolders(trainer_dir)):
                     found.add(trainer)
-        known = [t for t in KNOWN_TRAINERS if t in found]
+        known = [t for t in known_trainers() if t in found]
         return known + sorted(found - set(known))
 
     def chosen_trainers(self, given: Optional[List[str]], dataset_parents: Sequence[Tuple[str, ...]],
@@ -333,7 +337,7 @@ class Collector:
         found = self.trainers_under(dataset_parents, cross)
         if not given:
             return found
-        unknown = [t for t in given if t not in found and t not in KNOWN_TRAINERS]
+        unknown = [t for t in given if t not in found and t not in known_trainers()]
         if unknown:
             sys.exit(f"--trainer {', '.join(unknown)}: no runs of this protocol under {self.root}; "
                      f"trainers found: {', '.join(found) or 'none'}")
@@ -353,7 +357,7 @@ class Collector:
 
 
 def display(dataset: str) -> str:
-    return DISPLAY_NAMES.get(dataset, dataset)
+    return _display_names().get(dataset, dataset)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,7 +414,7 @@ class Table:
 def b2n_table(col: Collector, trainers: Optional[List[str]]) -> Table:
     shots = f"shots_{B2N_SHOTS}"
     base_tree, new_tree = ("base2new", "train_base"), ("base2new", "test_new")
-    datasets = list(BENCHMARK)
+    datasets = list(protocol_datasets("b2n"))
     extras = sorted(
         set(col.datasets_under(base_tree, shots, False) + col.datasets_under(new_tree, shots, False)) - set(datasets)
     )
@@ -450,7 +454,7 @@ def add_benchmark_rows(table: "Table", datasets: List[str], extras: List[str],
 
 def fewshot_table(col: Collector, trainers: Optional[List[str]]) -> Table:
     tree = ("few_shot",)
-    datasets = list(BENCHMARK)
+    datasets = list(protocol_datasets("b2n"))
     found = set()
     for k in SHOTS:
         found.update(col.datasets_under(tree, f"shots_{k}", False))
@@ -472,12 +476,12 @@ def transfer_table(col: Collector, trainers: Optional[List[str]], kind: str) -> 
     """Cross-dataset (``xd``) or domain generalisation (``dg``): source ImageNet, then its targets."""
     shots = f"shots_{B2N_SHOTS}"
     base_tree, new_tree = ("base2new", "train_base"), ("base2new", "test_new")
-    targets = list(XD_TARGETS if kind == "xd" else DG_TARGETS)
+    targets = list(protocol_datasets(kind))
     extras: List[str] = []
     extra_sources: List[str] = []
     if kind == "xd":
         # Runs on other datasets (e.g. the demo, which is its own source and target).
-        known = {SOURCE, *XD_TARGETS, *DG_TARGETS}
+        known = {SOURCE, *protocol_datasets("xd"), *protocol_datasets("dg")}
         extra_sources = sorted(set(col.datasets_under(base_tree, shots, True)) - known)
         extras = sorted(set(extra_sources + col.datasets_under(new_tree, shots, True)) - known)
     parents = [(*base_tree, d, shots) for d in [SOURCE] + extras] + [(*new_tree, d, shots) for d in targets + extras]

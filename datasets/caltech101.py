@@ -17,6 +17,9 @@ NEW_CNAMES = {
 
 @DATASET_REGISTRY.register()
 class Caltech101(BenchmarkDataset):
+    display_name = "Caltech101"
+    protocols = ("b2n", "xd")
+    sweep_rank, table_rank = 7, 2
     dataset_dir = "caltech-101"
     template = "a photo of a {}."
     image_dir = "101_ObjectCategories"

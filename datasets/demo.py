@@ -14,8 +14,6 @@ class SyntheticDemo(BenchmarkDataset):
     template = "a photo of a {}."
     image_dir = "images"
     split_file = DEMO_SPLIT_FILE
-    # Generated on first use: it needs nothing on disk, and the checker skips it unless asked.
-    check_by_default = False
 
     @classmethod
     def required_paths(cls, cfg) -> List[str]:

@@ -9,6 +9,9 @@ from mmrl.data.benchmark import BenchmarkDataset, read_and_split_data
 
 @DATASET_REGISTRY.register()
 class DescribableTextures(BenchmarkDataset):
+    display_name = "DTD"
+    protocols = ("b2n", "xd")
+    sweep_rank, table_rank = 2, 9
     dataset_dir = "dtd"
     template = "{} texture."
     image_dir = "images"

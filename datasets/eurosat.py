@@ -22,6 +22,9 @@ NEW_CNAMES = {
 
 @DATASET_REGISTRY.register()
 class EuroSAT(BenchmarkDataset):
+    display_name = "EuroSAT"
+    protocols = ("b2n", "xd")
+    sweep_rank, table_rank = 1, 10
     dataset_dir = "eurosat"
     template = "a centered satellite photo of {}."
     image_dir = "2750"

@@ -12,6 +12,9 @@ SPLIT_FILES = ("images_variant_train.txt", "images_variant_val.txt", "images_var
 
 @DATASET_REGISTRY.register()
 class FGVCAircraft(BenchmarkDataset):
+    display_name = "FGVCAircraft"
+    protocols = ("b2n", "xd")
+    sweep_rank, table_rank = 6, 7
     dataset_dir = "fgvc_aircraft"
     template = "a photo of a {}, a type of aircraft."
     image_dir = "images"

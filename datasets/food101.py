@@ -8,6 +8,9 @@ from mmrl.data.benchmark import BenchmarkDataset, read_and_split_data
 
 @DATASET_REGISTRY.register()
 class Food101(BenchmarkDataset):
+    display_name = "Food101"
+    protocols = ("b2n", "xd")
+    sweep_rank, table_rank = 8, 6
     dataset_dir = "food-101"
     template = "a photo of {}, a type of food."
     image_dir = "images"

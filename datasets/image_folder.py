@@ -94,8 +94,8 @@ def classnames_path(cfg, folder: str) -> Optional[str]:
 class ImageFolder(BenchmarkDataset):
     image_dir = ""
     split_file = SPLIT_FILE
-    # Needs DATASET.FOLDER.DIR, so the checker looks at it only when asked.
-    check_by_default = False
+    # DATASET.FOLDER.TEMPLATE's default; each instance takes the configured one.
+    template = "a photo of a {}."
 
     @classmethod
     def folder(cls, cfg) -> str:

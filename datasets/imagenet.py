@@ -118,6 +118,9 @@ def read_wnid_folders(
 
 @DATASET_REGISTRY.register()
 class ImageNet(BenchmarkDataset):
+    display_name = "ImageNet"
+    protocols = ("b2n",)
+    sweep_rank, table_rank = 11, 1
     dataset_dir = "imagenet"
     template = "a photo of a {}."
     image_dir = "images"

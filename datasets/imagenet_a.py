@@ -8,6 +8,9 @@ from .imagenet import WnidFolderVariant
 
 @DATASET_REGISTRY.register()
 class ImageNetA(WnidFolderVariant):
+    display_name = "ImageNet-A"
+    protocols = ("dg",)
+    sweep_rank, table_rank = 12, 14
     dataset_dir = "imagenet-adversarial"
     image_dir = "imagenet-a"
     ignored = ("README.txt",)

@@ -8,6 +8,9 @@ from .imagenet import WnidFolderVariant
 
 @DATASET_REGISTRY.register()
 class ImageNetR(WnidFolderVariant):
+    display_name = "ImageNet-R"
+    protocols = ("dg",)
+    sweep_rank, table_rank = 13, 15
     dataset_dir = "imagenet-rendition"
     image_dir = "imagenet-r"
     ignored = ("README.txt",)

@@ -7,5 +7,8 @@ from .imagenet import WnidFolderVariant
 
 @DATASET_REGISTRY.register()
 class ImageNetSketch(WnidFolderVariant):
+    display_name = "ImageNet-Sketch"
+    protocols = ("dg",)
+    sweep_rank, table_rank = 14, 13
     dataset_dir = "imagenet-sketch"
     image_dir = "images"

@@ -18,6 +18,9 @@ from .imagenet import ImageNetVariant
 
 @DATASET_REGISTRY.register()
 class ImageNetV2(ImageNetVariant):
+    display_name = "ImageNetV2"
+    protocols = ("dg",)
+    sweep_rank, table_rank = 15, 12
     dataset_dir = "imagenetv2"
     image_dir = "imagenetv2-matched-frequency-format-val"
 

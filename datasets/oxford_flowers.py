@@ -14,6 +14,9 @@ from .stanford_cars import load_mat
 
 @DATASET_REGISTRY.register()
 class OxfordFlowers(BenchmarkDataset):
+    display_name = "Flowers102"
+    protocols = ("b2n", "xd")
+    sweep_rank, table_rank = 4, 5
     dataset_dir = "oxford_flowers"
     template = "a photo of a {}, a type of flower."
     image_dir = "jpg"

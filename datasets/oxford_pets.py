@@ -16,6 +16,9 @@ def breed_name(image_name: str) -> str:
 
 @DATASET_REGISTRY.register()
 class OxfordPets(BenchmarkDataset):
+    display_name = "OxfordPets"
+    protocols = ("b2n", "xd")
+    sweep_rank, table_rank = 5, 3
     dataset_dir = "oxford_pets"
     template = "a photo of a {}, a type of pet."
     image_dir = "images"

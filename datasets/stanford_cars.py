@@ -31,6 +31,9 @@ def load_mat(path: str) -> dict:
 
 @DATASET_REGISTRY.register()
 class StanfordCars(BenchmarkDataset):
+    display_name = "StanfordCars"
+    protocols = ("b2n", "xd")
+    sweep_rank, table_rank = 9, 4
     dataset_dir = "stanford_cars"
     template = "a photo of a {}."
     image_dir = ""

@@ -17,6 +17,9 @@ def readable_name(category: str) -> str:
 
 @DATASET_REGISTRY.register()
 class SUN397(BenchmarkDataset):
+    display_name = "SUN397"
+    protocols = ("b2n", "xd")
+    sweep_rank, table_rank = 10, 8
     dataset_dir = "sun397"
     template = "a photo of a {}."
     image_dir = "SUN397"

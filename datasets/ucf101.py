@@ -18,6 +18,9 @@ def split_camel_case(action: str) -> str:
 
 @DATASET_REGISTRY.register()
 class UCF101(BenchmarkDataset):
+    display_name = "UCF101"
+    protocols = ("b2n", "xd")
+    sweep_rank, table_rank = 3, 11
     dataset_dir = "ucf101"
     template = "a photo of a person doing {}."
     image_dir = "UCF-101-midframes"

@@ -29,7 +29,7 @@ from mmrl.dassl.config import (
 from mmrl.dassl.config.checked import yaml_error_message
 from mmrl.dassl.data.datasets import DATASET_REGISTRY
 from mmrl.dassl.engine import TRAINER_REGISTRY
-from mmrl.dassl.utils.registry import closest_name
+from mmrl.dassl.utils.registry import closest_name, did_you_mean
 
 OVERRIDES_FILE = "dataset_overrides.yaml"
 TASKS = ("B2N", "FS", "CD")
@@ -87,11 +87,6 @@ def overrides_path(config_files: List[str]) -> Optional[str]:
     return None
 
 
-def _close(name: str, choices: List[str]) -> str:
-    hint = closest_name(name, choices)
-    return f' Did you mean "{hint}"?' if hint else ""
-
-
 def dataset_values(path: str, trainer: str, task: str, dataset: str) -> Dict[str, Any]:
     """The per-dataset values of ``path`` for a task and dataset, by short key (``REG_WEIGHT``).
 
@@ -107,12 +102,12 @@ def dataset_values(path: str, trainer: str, task: str, dataset: str) -> Dict[str
         raise ValueError(f'Per-dataset values "{path}" must map TASK -> DATASET.NAME -> {{KEY: VALUE}}')
     for name, datasets in table.items():
         if name not in TASKS:
-            raise ValueError(f'In per-dataset values "{path}": unknown TASK "{name}".{_close(str(name), list(TASKS))}')
+            raise ValueError(f'In per-dataset values "{path}": unknown TASK "{name}".{did_you_mean(str(name), list(TASKS))}')
         for ds in datasets or {}:
             if not _registered(DATASET_REGISTRY, ds, "datasets"):
                 names = DATASET_REGISTRY.registered_names()
                 raise ValueError(f'In per-dataset values "{path}": "{ds}" ({name}) is not a registered '
-                                 f"dataset.{_close(str(ds), names)}")
+                                 f"dataset.{did_you_mean(str(ds), names)}")
     values = (table.get(task) or {}).get(dataset) or {}
     if not isinstance(values, dict):
         raise ValueError(f'In per-dataset values "{path}": {task} / {dataset} must map KEY: VALUE')

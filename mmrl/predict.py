@@ -41,10 +41,9 @@ from mmrl.dassl.config import merge_from_file_checked
 from mmrl.dassl.data.data_manager import read_image
 from mmrl.dassl.data.transforms import build_transform
 from mmrl.dassl.engine.trainer import autocast_for, resolve_precision
-from mmrl.model.checkpoint import LearnerCheckpoint, read_learner
+from mmrl.model.checkpoint import LearnerCheckpoint, model_from_checkpoint, read_learner
 from mmrl.model.clip_loader import CLIPWeightsUnavailable, check_input_size, class_prompts, load_clip
 from mmrl.model.mmrl import CLASS_TOKEN, FUSED, RepresentationCLIP, decoupled_inference
-from mmrl.model.representation import RepArch
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 LOGITS_CHOICES = ("auto", FUSED, CLASS_TOKEN)
@@ -224,16 +223,8 @@ def _load(run_dir: str, epoch: Optional[int], classnames: Optional[Sequence[str]
     backbone = cfg.MODEL.BACKBONE.NAME
     clip_model = load_clip(backbone, cfg.MODEL.BACKBONE.PATH, device=dev, fp16=precision == "fp16")
     check_input_size(clip_model, cfg.INPUT.SIZE, backbone)
-    arch = RepArch.from_dict(found.arch)
-    on_clip = RepArch.from_clip(clip_model, arch.variant, arch.n_tokens, arch.rep_layers, arch.rep_dim,
-                                proj_lora_dim=arch.proj_lora_dim, res_lora_dim=arch.res_lora_dim)
-    if on_clip != arch:
-        raise ValueError(f"{found.path} was trained on a CLIP of other widths than the backbone {backbone!r}: "
-                         "use the backbone it was trained with (MODEL.BACKBONE.NAME / --backbone-path)")
-    node = cfg.TRAINER[found.variant]
-    beta = node.BETA if "BETA" in node else 1.0
-    model = RepresentationCLIP(clip_model, class_prompts(template, names), arch, alpha=node.ALPHA, beta=beta)
-    model.load_trainable_state_dict(found.state_dict)
+    model = model_from_checkpoint(found, clip_model, class_prompts(template, names), cfg.TRAINER[found.variant],
+                                  backbone)
     model.to(dev).eval()
 
     if logits != "auto":

@@ -21,6 +21,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from mmrl.files import atomic_write
+
 RESULTS_FILE = "results.json"
 LOG_FILE = "log.txt"
 END_SIGNAL = "=> result"
@@ -168,9 +170,6 @@ def read_run(folder: str, keyword: str = "accuracy", after_training: bool = Fals
 
 def write_record(folder: str, record: Mapping[str, Any]) -> str:
     """Write ``folder/results.json`` atomically; returns its path."""
-    # The engine's writer pulls in torch; the readers of this module must not.
-    from mmrl.dassl.utils.tools import atomic_write
-
     path = os.path.join(folder, RESULTS_FILE)
     payload = json.dumps({"format": FORMAT_VERSION, **record}, indent=2, ensure_ascii=False) + "\n"
     atomic_write(path, lambda f: f.write(payload.encode("utf-8")))

@@ -19,6 +19,7 @@ TRAINER=$1
 SEED_ARG=(${2:+"$2"})
 DIR=$(trainer_scripts "$TRAINER")
 sweep_begin
+load_protocol_datasets
 # shellcheck disable=SC2086  # the dataset list is split on purpose
 sort_by_data ${DATASETS:-$B2N_DATASETS}
 for dataset in "${HAVE_DATA[@]}"; do

@@ -56,14 +56,39 @@ read -r -a EXTRA_OPTS <<< "${OPTS:-}"
 
 B2N_SHOTS=16
 CROSS_SUFFIX=cross_datasets
-# The papers' datasets, in the order the lineage's sweeps run them (small ones first).
-B2N_DATASETS="eurosat dtd ucf101 oxford_flowers oxford_pets fgvc_aircraft caltech101 food101 stanford_cars sun397 imagenet"
-XD_TARGETS="dtd eurosat ucf101 oxford_flowers oxford_pets fgvc_aircraft caltech101 food101 stanford_cars sun397"
-DG_TARGETS="imagenet_a imagenet_r imagenet_sketch imagenetv2"
-
 die() {
     echo "ERROR: $*" >&2
     exit 1
+}
+
+# Sets B2N_DATASETS, XD_TARGETS and DG_TARGETS: the datasets of each protocol (base-to-novel and
+# few-shot, cross-dataset targets, domain generalisation targets) as the dataset classes declare
+# them, in the order the lineage's sweeps run them (small ones first). Asked once per sweep: the
+# answer is exported to its steps.
+load_protocol_datasets() {
+    if [[ -z ${MMRL_PROTOCOL_DATASETS:-} ]]; then
+        MMRL_PROTOCOL_DATASETS=$("$PYTHON" -m mmrl.registry datasets --protocol b2n xd dg) ||
+            die "could not list the protocols' datasets ($PYTHON -m mmrl.registry datasets --protocol b2n xd dg)"
+        export MMRL_PROTOCOL_DATASETS
+    fi
+    { read -r B2N_DATASETS; read -r XD_TARGETS; read -r DG_TARGETS; } <<< "$MMRL_PROTOCOL_DATASETS"
+}
+
+# The YAML of a dataset: configs/datasets/NAME.yaml, else NAME.yaml in a folder of
+# MMRL_DATASETS_PATH (datasets kept outside the repository; see mmrl/registry.py). Without one:
+# configs/datasets/NAME.yaml, and status 1.
+dataset_config() {
+    local folder
+    local -a folders
+    IFS=: read -r -a folders <<< "${MMRL_DATASETS_PATH:-}"
+    for folder in configs/datasets "${folders[@]}"; do
+        if [[ -n $folder && -f $folder/$1.yaml ]]; then
+            echo "$folder/$1.yaml"
+            return 0
+        fi
+    done
+    echo "configs/datasets/$1.yaml"
+    return 1
 }
 
 TRAINER_FILE=trainer.sh
@@ -129,12 +154,12 @@ set_data_root() {
 
 check_dataset_config() {
     local file names=()
-    [[ -f configs/datasets/$1.yaml ]] && return 0
+    dataset_config "$1" > /dev/null && return 0
     for file in configs/datasets/*.yaml; do
         file=${file##*/}
         names+=("${file%.yaml}")
     done
-    die "no configs/datasets/$1.yaml: DATASET must be one of: ${names[*]}"
+    die "no configs/datasets/$1.yaml${MMRL_DATASETS_PATH:+ (nor in MMRL_DATASETS_PATH)}: DATASET must be one of: ${names[*]}"
 }
 
 # The trainer config of a protocol (b2n, fs, cd) for a dataset, as the lineage chooses it.
@@ -243,7 +268,7 @@ run_job() {
     fi
 
     local cmd=("$PYTHON" train.py --root "$DATA_ROOT" --seed "$seed" --trainer "$TRAINER"
-        --dataset-config-file "configs/datasets/$dataset.yaml"
+        --dataset-config-file "$(dataset_config "$dataset")"
         --config-file "configs/trainers/$TRAINER/$cfg.yaml" --output-dir "$dir")
     if [[ -n $model_dir ]]; then cmd+=(--model-dir "$model_dir"); fi
     if [[ $mode == eval ]]; then cmd+=(--eval-only); fi
@@ -407,6 +432,7 @@ cross_datasets_train() {
 
 # Arguments [DATASET] [SEED]; no DATASET: the 10 cross-dataset targets and the 4 ImageNet variants.
 cross_datasets_test() {
+    load_protocol_datasets
     local targets="$XD_TARGETS $DG_TARGETS" dataset source cfg folder seed dir model_dir
     if [[ $# -ge 1 ]] && ! is_seed "$1"; then
         targets=$1
@@ -489,7 +515,7 @@ sort_by_data() {
     HAVE_DATA=()
     NO_DATA=()
     for dataset in "$@"; do
-        configs+=("configs/datasets/$dataset.yaml")
+        configs+=("$(dataset_config "$dataset")")
         [[ $dataset == demo ]] || only_demo=0
     done
     # The demo is generated under DATA on first use (so it is always there); any other dataset
@@ -504,7 +530,7 @@ sort_by_data() {
     present=$("$PYTHON" -m mmrl.data.check --root "${DATA:-./data}" --present-configs "${configs[@]}") ||
         die "could not check which datasets are under DATA=${DATA:-}"
     for dataset in "$@"; do
-        if grep -qxF "configs/datasets/$dataset.yaml" <<< "$present"; then
+        if grep -qxF "$(dataset_config "$dataset")" <<< "$present"; then
             HAVE_DATA+=("$dataset")
         else
             NO_DATA+=("$dataset")

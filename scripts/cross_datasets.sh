@@ -22,6 +22,7 @@ TRAINER=$1
 SEED_ARG=(${2:+"$2"})
 DIR=$(trainer_scripts "$TRAINER")
 sweep_begin
+load_protocol_datasets
 # shellcheck disable=SC2086  # the dataset list is split on purpose
 sort_by_data ${DATASETS:-$XD_TARGETS $DG_TARGETS}
 TARGETS=("${HAVE_DATA[@]}")

@@ -22,6 +22,7 @@ SEED_ARG=(${2:+"$2"})
 DIR=$(trainer_scripts "$TRAINER")
 [[ -f $DIR/few_shot.sh ]] || die "few-shot does not apply to $TRAINER: $DIR has no few_shot.sh"
 sweep_begin
+load_protocol_datasets
 # The lineage runs dtd first, then the base-to-novel order.
 # shellcheck disable=SC2086  # the dataset list is split on purpose
 sort_by_data ${DATASETS:-dtd ${B2N_DATASETS/dtd /}}

@@ -17,8 +17,8 @@ END = "--end-of-argv--"
 
 RECORDING_PYTHON = r"""#!/usr/bin/env bash
 # Stands in for python under the protocol scripts: records train.py's argv, answers the data
-# check with "every dataset is present", hands the result reader to the real python, and ignores
-# the result parser.
+# check with "every dataset is present", hands the result reader and the registry query to the real
+# python, and ignores the result parser.
 if [[ $1 == train.py ]]; then
     printf '%s\n' "${@:2}" "--end-of-argv--" >> "$RECORD"
     eval_only=0
@@ -37,7 +37,7 @@ elif [[ $1 == -m && $2 == mmrl.data.check ]]; then
     while [[ $# -gt 0 && $1 != --present-configs ]]; do shift; done
     shift
     printf '%s\n' "$@"
-elif [[ $1 == -m && $2 == mmrl.results ]]; then
+elif [[ $1 == -m && ($2 == mmrl.results || $2 == mmrl.registry) ]]; then
     exec "$REAL_PYTHON" "$@"
 fi
 exit 0

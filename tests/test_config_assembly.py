@@ -94,8 +94,9 @@ def test_overrides_table_is_read_by_task_and_dataset():
 
 # ---- the trainer's keys --------------------------------------------------------------------
 
-MMRL_KEYS = {"ALPHA": 0.7, "REG_WEIGHT": 1.0, "REP_LAYERS": [], "REP_DIM": 512, "N_REP_TOKENS": 5,
-             "PREC": "fp16", "PREC_ON_CPU": False, "RECOMPUTE": "auto"}
+# The papers' values: the defaults are the only home of the method's values.
+MMRL_KEYS = {"ALPHA": 0.7, "REG_WEIGHT": 1.0, "REP_LAYERS": [6, 7, 8, 9, 10, 11, 12], "REP_DIM": 512,
+             "N_REP_TOKENS": 5, "PREC": "amp", "PREC_ON_CPU": False, "RECOMPUTE": "auto"}
 
 
 def test_engine_defaults_hold_no_method_keys():
@@ -138,8 +139,7 @@ def test_trainer_name_from_the_method_yaml(tmp_path):
 
 @pytest.mark.parametrize("trainer, name, differences", [
     ("MMRL", "vit_b16_imagenet", {"DATALOADER.TRAIN_X.BATCH_SIZE": 32, "OPTIM.MAX_EPOCH": 5}),
-    ("MMRL", "vit_b16_few_shot", {"DATALOADER.TRAIN_X.BATCH_SIZE": 32, "OPTIM.MAX_EPOCH": 50,
-                                  "TRAINER.MMRL.REG_WEIGHT": 0.5}),
+    ("MMRL", "vit_b16_few_shot", {"DATALOADER.TRAIN_X.BATCH_SIZE": 32, "OPTIM.MAX_EPOCH": 50}),
     ("MMRL", "vit_b16_cross_datasets", {"DATALOADER.TRAIN_X.BATCH_SIZE": 32, "OPTIM.MAX_EPOCH": 1,
                                         "OPTIM.WARMUP_EPOCH": 0, "TRAINER.MMRL.REG_WEIGHT": 0.2}),
     ("MMRLpp", "vit_b16_few_shot", {"DATALOADER.TRAIN_X.BATCH_SIZE": 32, "OPTIM.MAX_EPOCH": 100,

@@ -203,32 +203,3 @@ def test_mat_annotations_without_scipy_point_at_the_split_file(tmp_path, monkeyp
             f.write(b"MATLAB 5.0 MAT-file")
     with pytest.raises(ImportError, match=r"needs scipy .*download the split file named in DATASETS.md"):
         build(tmp_path, name)
-
-
-# The prompt each dataset declares: the reference's templates (CoOp's CUSTOM_TEMPLATES).
-TEMPLATES = {
-    "OxfordPets": "a photo of a {}, a type of pet.",
-    "OxfordFlowers": "a photo of a {}, a type of flower.",
-    "FGVCAircraft": "a photo of a {}, a type of aircraft.",
-    "DescribableTextures": "{} texture.",
-    "EuroSAT": "a centered satellite photo of {}.",
-    "StanfordCars": "a photo of a {}.",
-    "Food101": "a photo of {}, a type of food.",
-    "SUN397": "a photo of a {}.",
-    "Caltech101": "a photo of a {}.",
-    "UCF101": "a photo of a person doing {}.",
-    "ImageNet": "a photo of a {}.",
-    "ImageNetSketch": "a photo of a {}.",
-    "ImageNetV2": "a photo of a {}.",
-    "ImageNetA": "a photo of a {}.",
-    "ImageNetR": "a photo of a {}.",
-    "SyntheticDemo": "a photo of a {}.",
-}
-
-
-def test_every_dataset_declares_its_template():
-    classes = [DATASET_REGISTRY.get(name) for name in DATASET_REGISTRY.registered_names()]
-    # The repository's datasets; ImageFolder's template comes from DATASET.FOLDER.TEMPLATE.
-    declared = {cls.__name__: cls.template for cls in classes
-                if cls.__module__.startswith("datasets.") and cls.__name__ != "ImageFolder"}
-    assert declared == TEMPLATES

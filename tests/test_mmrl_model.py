@@ -201,3 +201,33 @@ def test_build_learner_checks_backbone_widths(mini_clip):
     with pytest.raises(ValueError, match=r"widths \(visual 768, text 512, embed 512\) do not match the CLIP backbone's \(visual 128, text 128, embed 64\)"):
         build_learner(arch, mini_clip)
     assert isinstance(build_learner(RepArch.from_clip(mini_clip, "MMRL", 2, [6], 8), mini_clip), MMRLLearner)
+
+
+def test_learners_declare_their_own_fields():
+    base = dict(n_tokens=5, rep_layers=[6], rep_dim=512, visual_width=768, text_width=512, embed_dim=512)
+    mmrl = RepArch(variant="MMRL", **base)
+    assert "proj_lora_dim" not in mmrl.to_dict()
+    with pytest.raises(ValueError, match=r"unknown RepArch key\(s\) \['proj_lora_dim'\] for MMRL"):
+        RepArch(variant="MMRL", proj_lora_dim=4, **base)
+    # Checkpoints written when every arch recorded every variant's fields (0 where unused) still read.
+    assert RepArch.from_dict(dict(base, variant="MMRL", proj_lora_dim=0, res_lora_dim=0)) == mmrl
+    pp = RepArch.from_dict(dict(base, variant="MMRLpp", proj_lora_dim=64, res_lora_dim=4))
+    assert (pp.proj_lora_dim, pp.res_lora_dim) == (64, 4) and RepArch.from_dict(pp.to_dict()) == pp
+    assert pp.key("res_lora_dim") == "TRAINER.MMRLpp.RES_LORA_DIM"
+
+
+def test_model_package_compares_no_method_name():
+    """The model code asks the learner classes; it never branches on a variant's name."""
+    import ast
+    import pathlib
+
+    from mmrl.model.representation import LEARNER_REGISTRY
+
+    names = set(LEARNER_REGISTRY.registered_names())
+    hits = []
+    for path in (pathlib.Path(__file__).parents[1] / "mmrl" / "model").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare):
+                consts = [n.value for n in ast.walk(node) if isinstance(n, ast.Constant)]
+                hits += [f"{path}:{node.lineno}" for c in consts if c in names]
+    assert names >= {"MMRL", "MMRLpp"} and not hits

@@ -253,7 +253,7 @@ def test_b2n_latex(tree, capsys):
 
 def test_b2n_complete_average_is_not_flagged(tmp_path, capsys):
     root = tmp_path / "output"
-    for dataset, (b, n) in zip(parse_test_res.BENCHMARK, [(80.0, 70.0)] * 10 + [(90.0, 60.0)]):
+    for dataset, (b, n) in zip(parse_test_res.protocol_datasets("b2n"), [(80.0, 70.0)] * 10 + [(90.0, 60.0)]):
         cfg = "vit_b16_imagenet" if dataset == "imagenet" else "vit_b16"
         write_log(str(root / "base2new/train_base" / dataset / "shots_16/MMRL" / cfg / "seed1"), b)
         write_log(str(root / "base2new/test_new" / dataset / "shots_16/MMRL" / cfg / "seed1"), n, train=False)

@@ -92,7 +92,7 @@ def test_mmrl_mapping_is_the_explicit_table(mini_clip):
     )
     assert torch.equal(ours["to_text.2.bias"], ref["representation_learner.compound_rep_tokens_r2tproj.2.bias"])
     assert arch == dict(variant="MMRL", n_tokens=3, rep_layers=[3, 5, 9], rep_dim=16, visual_width=128,
-                        text_width=128, embed_dim=64, proj_lora_dim=0, res_lora_dim=0)
+                        text_width=128, embed_dim=64)
 
 
 def test_layer_count_must_match_rep_layers(mini_clip):

@@ -9,7 +9,7 @@ from PIL import Image
 from mmrl.dassl.config import get_cfg_default
 from mmrl.dassl.data import DatasetWrapper, build_data_loader
 from mmrl.dassl.data.datasets import Datum
-from mmrl.dassl.data.samplers import RandomClassSampler, SeqDomainSampler, build_sampler
+from mmrl.dassl.data.samplers import build_sampler
 from mmrl.dassl.data.transforms import AVAI_CHOICES, build_transform
 from mmrl.demo.images import write_image
 
@@ -200,13 +200,6 @@ def test_samplers(tmp_path):
     assert list(build_sampler("SequentialSampler", data_source=items)) == list(range(12))
     assert sorted(build_sampler("RandomSampler", data_source=items)) == list(range(12))
 
-    sampler = RandomClassSampler(items, batch_size=4, n_ins=2)
-    idxs = list(sampler)
-    # an epoch ends when fewer classes than a batch needs have chunks left
-    assert len(idxs) in (8, 12) and len(sampler) in (8, 12)
-    for start in range(0, len(idxs), 2):  # each pair of instances shares a class
-        assert items[idxs[start]].label == items[idxs[start + 1]].label
-    seq = list(SeqDomainSampler(items, batch_size=4))
-    assert len(seq) == 12 and len(set(seq)) == 12
-    with pytest.raises(ValueError, match="batch_size=2 must be no less than n_ins=4"):
-        RandomClassSampler(items, batch_size=2, n_ins=4)
+    # Dassl's domain and class samplers (domain adaptation, re-identification) are not kept.
+    with pytest.raises(ValueError, match=r"Unknown sampler type: RandomDomainSampler \(valid: \['RandomSampler', 'SequentialSampler'\]\)"):
+        build_sampler("RandomDomainSampler", data_source=items)

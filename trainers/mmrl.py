@@ -14,8 +14,9 @@ from mmrl.dassl.engine import TRAINER_REGISTRY
 from mmrl.dassl.metrics import compute_accuracy
 from mmrl.dassl.optim import build_lr_scheduler, build_optimizer
 from mmrl.dassl.utils import distributed as dist
-from mmrl.model.checkpoint import CHECKPOINT_FOLDERS, DEFAULT_SOURCE_DATASET, read_learner
-from mmrl.model.mmrl import RepresentationCLIP, decoupled_inference
+from mmrl.model.checkpoint import (CHECKPOINT_FOLDERS, DEFAULT_SOURCE_DATASET, checkpoint_arch, create_model,
+                                   read_learner)
+from mmrl.model.mmrl import decoupled_inference
 from mmrl.model.representation import RepArch
 
 from .clip_base import CLIPTrainer
@@ -56,15 +57,17 @@ class MMRL(CLIPTrainer):
 
     @classmethod
     def add_config(cls, cfg) -> None:
-        """``TRAINER.<variant>``: the method's keys with the lineage's defaults."""
+        """``TRAINER.<variant>``: the method's keys with the papers' values (those of the reference's
+        vit_b16.yaml; the lineage's extend_cfg had PREC fp16 and no REP_LAYERS). The YAML files state
+        only what a protocol changes, dataset_overrides.yaml what a dataset does."""
         super().add_config(cfg)
         node = CfgNode()
         node.ALPHA = 0.7
         node.REG_WEIGHT = 1.0
-        node.REP_LAYERS = []
+        node.REP_LAYERS = [6, 7, 8, 9, 10, 11, 12]
         node.REP_DIM = 512
         node.N_REP_TOKENS = 5
-        node.PREC = "fp16"  # fp16 / fp32 / amp / bf16 (ours)
+        node.PREC = "amp"  # fp16 / fp32 / amp / bf16 (ours)
         # Ours: on CPU, fp16 and amp run as fp32 unless this is True (then exactly as on CUDA).
         node.PREC_ON_CPU = False
         # Ours: "on" recomputes the blocks above the first insertion layer in backward instead of
@@ -86,15 +89,8 @@ class MMRL(CLIPTrainer):
 
     # ---- building -------------------------------------------------------------------------------
     def arch_from_cfg(self, clip_model) -> RepArch:
-        node = self.method_cfg
-        return RepArch.from_clip(clip_model, self.variant, node.N_REP_TOKENS, node.REP_LAYERS, node.REP_DIM,
-                                 **self.extra_arch())
-
-    def extra_arch(self) -> dict:
-        return {}
-
-    def model_kwargs(self) -> dict:
-        return {"alpha": self.method_cfg.ALPHA, "recompute": self.recompute}
+        # The learner of this variant declares which keys define its architecture.
+        return RepArch.from_config(clip_model, self.variant, self.method_cfg)
 
     @property
     def recompute(self) -> bool:
@@ -115,8 +111,8 @@ class MMRL(CLIPTrainer):
         print(f"Building {self.variant} (architecture: {arch.to_dict()})")
         # Under torchrun each rank runs its share of the class prompts through the text tower.
         sharding = dist.RowSharding("classes") if dist.is_distributed() else None
-        self.model = RepresentationCLIP(self.clip_model, self.prompts, arch, sharding=sharding,
-                                        **self.model_kwargs()).to(self.device)
+        self.model = create_model(self.clip_model, self.prompts, arch, self.method_cfg, recompute=self.recompute,
+                                  sharding=sharding).to(self.device)
         learner = self.model.learner
         n_trainable = sum(p.numel() for p in learner.parameters() if p.requires_grad)
         print(f"Trainable parameters: {n_trainable:,} (CLIP stays frozen)"
@@ -171,7 +167,7 @@ class MMRL(CLIPTrainer):
     def model_inference(self, image, context: Optional[EvalContext] = None):
         context = context or self.evaluation_context()
         with self.autocast():
-            logits = self.in_chunks(lambda x: self.model.logits(x, context.text_features).scored(context.scored),
+            logits = self.in_chunks(lambda x: self.model.inference_logits(x, context.text_features, context.scored),
                                     image)
         return logits.float()
 
@@ -188,17 +184,8 @@ class MMRL(CLIPTrainer):
         path, checkpoint, state_dict = found.path, found.checkpoint, found.state_dict
         self.check_checkpoint(checkpoint, path, resuming=False)
         self._check_variant(found.variant, path)
-        arch = RepArch.from_dict({**self.arch.to_dict(), **found.arch})
+        arch = checkpoint_arch(found, self.clip_model, self.cfg.MODEL.BACKBONE.NAME)
         source = found.source_dataset
-
-        widths = ("visual_width", "text_width", "embed_dim")
-        if any(getattr(arch, w) != getattr(self.arch, w) for w in widths):
-            raise ValueError(
-                f"{path} was trained on a CLIP with widths "
-                f"{ {w: getattr(arch, w) for w in widths} } (backbone {checkpoint.get('backbone', 'unknown')!r}), "
-                f"but MODEL.BACKBONE.NAME {self.cfg.MODEL.BACKBONE.NAME!r} has "
-                f"{ {w: getattr(self.arch, w) for w in widths} }: evaluate it with the backbone it was trained on"
-            )
         if arch != self.arch:
             # The architecture comes from the checkpoint, not from the config of this run (for example
             # EuroSAT's REP_DIM 2048 must not apply to a model trained on ImageNet).

@@ -24,6 +24,7 @@ from mmrl.dassl.data.datasets import (
     report_short_classes,
 )
 from mmrl.dassl.utils import atomic_write, listdir_nohidden, mkdir_if_missing, read_json
+from mmrl.registry import PROTOCOLS
 
 __all__ = [
     "DATASETS_DOC",
@@ -65,8 +66,20 @@ class DatasetLayout:
     dataset_dir: str
     image_dir: str
     split_file: str
-    # Datasets listed when the checker is run without --dataset.
-    check_by_default: bool = True
+    # What the scripts, the table parser and the checker ask the registry (mmrl.registry): the
+    # name in the papers' tables ("" for the registry name), the protocols the dataset belongs to
+    # (of mmrl.registry.PROTOCOLS; the checker looks at these datasets unless given others), and
+    # its place in the sweeps (the lineage runs small datasets first) and in the tables.
+    display_name: str = ""
+    protocols: Tuple[str, ...] = ()
+    sweep_rank: int = 1000
+    table_rank: int = 1000
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        unknown = sorted(set(cls.protocols) - set(PROTOCOLS))
+        if unknown or isinstance(cls.protocols, str):
+            raise TypeError(f"{cls.__name__}.protocols {cls.protocols!r}: give a tuple of {', '.join(PROTOCOLS)}")
 
     @classmethod
     def required_paths(cls, cfg) -> List[str]:

@@ -122,7 +122,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--root", required=True, help="the data root (DATASET.ROOT)")
     parser.add_argument(
         "--dataset", nargs="+", default=None, metavar="NAME",
-        help="registry names to check (default: the 15 benchmark datasets)",
+        help="registry names to check (default: the datasets of the protocols, the 15 of the benchmark)",
     )
     parser.add_argument(
         "--folder", default="",
@@ -151,7 +151,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             )
         names = list(args.dataset)
     else:
-        names = [n for n, cls in available.items() if cls.check_by_default]
+        names = [n for n, cls in available.items() if cls.protocols]  # the benchmark's
 
     from mmrl.dassl.config import get_cfg_default
 

@@ -1,15 +1,22 @@
-"""Reading a trained representation learner from a run folder: ours or the reference's format.
+"""From a run folder to a model: a trained learner in our format or the reference's.
 
-The trainer's evaluation and ``mmrl.predict`` both read checkpoints through :func:`read_learner`.
+The one road from a checkpoint to a :class:`RepresentationCLIP`, for the trainer's evaluation
+(``load_model``) and ``mmrl.predict`` alike: :func:`read_learner` reads either format (the
+reference's through the key tables its learners declare), :func:`checkpoint_arch` checks its
+architecture against the CLIP at hand, :func:`create_model` builds the model and
+:func:`model_from_checkpoint` does all three and loads the tensors (strictly).
 """
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
+from torch import nn
 
 from mmrl.dassl.utils import find_checkpoint_file, load_checkpoint
+from mmrl.model.mmrl import RepresentationCLIP
 from mmrl.model.reference import from_reference_state_dict, is_reference_state_dict, reference_variant
+from mmrl.model.representation import RepArch, check_widths, model_options
 
 # The reference implementation evaluates cross-dataset transfer from ImageNet; checkpoints that do not
 # record their training dataset (the reference's own) are taken to come from there.
@@ -83,3 +90,30 @@ def check_learned_tensors(own: Dict[str, torch.Tensor], found: Dict[str, torch.T
         if tuple(found[key].shape) != tuple(value.shape):
             raise ValueError(f'"{where}": {key!r} has shape {list(found[key].shape)}, this model expects '
                              f"{list(value.shape)}; {hint}")
+
+
+def checkpoint_arch(found: LearnerCheckpoint, clip_model: nn.Module, backbone: str = "") -> RepArch:
+    """The architecture a checkpoint was trained with, checked against this CLIP (``backbone``
+    names it in the error): a model of another backbone's widths is refused."""
+    arch = RepArch.from_dict(found.arch)
+    try:
+        check_widths(arch, clip_model, backbone)
+    except ValueError as err:
+        trained = found.checkpoint.get("backbone")
+        raise ValueError(f"{found.path}{f' (backbone {trained!r})' if trained else ''}: {err}") from None
+    return arch
+
+
+def create_model(clip_model: nn.Module, prompts: List[str], arch: RepArch, method_cfg: Mapping[str, Any],
+                 **kwargs: Any) -> RepresentationCLIP:
+    """The model of ``arch`` on this CLIP, its options (alpha, beta, ...) read from ``TRAINER.<variant>``
+    (``method_cfg``) as its learner declares them; ``kwargs``: run settings (recompute, sharding)."""
+    return RepresentationCLIP(clip_model, prompts, arch, **model_options(arch.variant, method_cfg), **kwargs)
+
+
+def model_from_checkpoint(found: LearnerCheckpoint, clip_model: nn.Module, prompts: List[str],
+                          method_cfg: Mapping[str, Any], backbone: str = "", **kwargs: Any) -> RepresentationCLIP:
+    """The trained model of ``found`` on this CLIP, for ``prompts``."""
+    model = create_model(clip_model, prompts, checkpoint_arch(found, clip_model, backbone), method_cfg, **kwargs)
+    model.load_trainable_state_dict(found.state_dict)
+    return model

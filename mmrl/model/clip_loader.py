@@ -6,6 +6,7 @@ drive its blocks from outside and never edit it.
 import os
 import urllib.error
 import warnings
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
@@ -13,6 +14,9 @@ import torch
 import clip
 from clip import clip as _clip_api
 from clip.model import CLIP, VisionTransformer, convert_weights
+
+from mmrl.cache import cache_root
+from mmrl.files import atomic_write
 
 MINI_BACKBONE = "mini-random"
 CLIP_BACKBONES: List[str] = list(clip.available_models()) + [MINI_BACKBONE]
@@ -35,9 +39,65 @@ class CLIPWeightsUnavailable(RuntimeError):
     """The CLIP weights are neither on disk nor downloadable (e.g. offline)."""
 
 
-def clip_model_class() -> type:
-    """``clip.model.CLIP``, for modules that build CLIP architectures without importing clip."""
-    return CLIP
+# ---- the miniature random CLIP (backbone MINI_BACKBONE) ------------------------------------
+
+# The shapes of a miniature ViT CLIP. Heads are width // 64, as CLIP derives them from a state
+# dict, so a written file reloads into the same architecture.
+MINI_SPEC: Dict[str, int] = dict(
+    embed_dim=64,
+    image_resolution=32,
+    vision_layers=12,
+    vision_width=128,
+    vision_patch_size=8,
+    context_length=77,
+    vocab_size=49408,
+    transformer_width=128,
+    transformer_heads=2,
+    transformer_layers=12,
+)
+
+MINI_FILE_NAME = "mini-random-clip.pt"
+
+
+def build_random_clip(spec: Dict[str, int], seed: int = 0) -> torch.nn.Module:
+    """A fp32 ``clip.model.CLIP`` of the given shapes with random weights, in eval mode.
+
+    Deterministic for ``seed`` and leaves the global RNG state untouched.
+    """
+    missing = [k for k in MINI_SPEC if k not in spec]
+    if missing:
+        raise ValueError(f"CLIP spec is missing keys {missing}; expected the keys of MINI_SPEC: {list(MINI_SPEC)}")
+    if spec["transformer_width"] // 64 != spec["transformer_heads"]:
+        # A state dict does not record the head count; CLIP's loader infers width // 64.
+        raise ValueError(
+            f"transformer_heads={spec['transformer_heads']} must equal transformer_width // 64 "
+            f"= {spec['transformer_width'] // 64}, or the weights would not reload into the same model"
+        )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = CLIP(**spec)
+    return model.float().eval()
+
+
+def build_mini_clip(seed: int = 0) -> torch.nn.Module:
+    """The miniature random CLIP (:data:`MINI_SPEC`)."""
+    return build_random_clip(MINI_SPEC, seed)
+
+
+def mini_clip_path(cache_dir: Optional[Union[str, Path]] = None) -> Path:
+    """Where the loader keeps the miniature CLIP: ``$MMRL_CACHE`` or ``~/.cache/mmrl``."""
+    if cache_dir is None:
+        cache_dir = cache_root()
+    return Path(cache_dir) / MINI_FILE_NAME
+
+
+def write_mini_clip(path: Union[str, Path], seed: int = 0) -> Path:
+    """Write the miniature CLIP's plain state dict to ``path`` atomically (temp file + rename),
+    so that concurrent runs never read a half-written file."""
+    path = Path(path)
+    state_dict = build_mini_clip(seed).state_dict()
+    atomic_write(str(path), lambda f: torch.save(state_dict, f))
+    return path
 
 
 def tokenize(texts: List[str]) -> torch.Tensor:
@@ -164,8 +224,6 @@ def load_clip(
     if path:
         file = str(path)
     elif backbone == MINI_BACKBONE:
-        from mmrl.demo.clip import mini_clip_path, write_mini_clip
-
         file = str(mini_clip_path())
         if not os.path.isfile(file):
             write_mini_clip(file)

@@ -6,24 +6,25 @@ about CLIP beyond the widths recorded in :class:`RepArch`.
 """
 import copy
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-VARIANTS = ("MMRL", "MMRLpp")
+from mmrl.dassl.utils.registry import Registry
 
-
-# RepArch field -> its key under TRAINER.<variant>.
+# RepArch field -> its key under TRAINER.<variant>, for the fields every learner has.
 _CONFIG_KEYS = {
     "n_tokens": "N_REP_TOKENS",
     "rep_layers": "REP_LAYERS",
     "rep_dim": "REP_DIM",
-    "proj_lora_dim": "PROJ_LORA_DIM",
-    "res_lora_dim": "RES_LORA_DIM",
 }
+_WIDTHS = ("visual_width", "text_width", "embed_dim")
+_COMMON = ("n_tokens", "rep_layers", "rep_dim") + _WIDTHS
+# The representation space, under the same name in every variant of the reference implementation.
+REFERENCE_REP = "representation_learner.compound_rep_tokens"
 
 
 def clip_widths(clip_model: nn.Module) -> Tuple[int, int, int]:
@@ -40,31 +41,124 @@ def clip_depth(clip_model: nn.Module) -> int:
     return min(len(clip_model.visual.transformer.resblocks), len(clip_model.transformer.resblocks))
 
 
-@dataclass(frozen=True)
-class RepArch:
-    """What defines the shapes of a learner; saved with checkpoints so a model reloads as trained."""
+class RepresentationLearner(nn.Module):
+    """Base of the registered learners: what a variant declares about itself.
 
-    variant: str  # "MMRL" | "MMRLpp"
+    - ``variant``: its name, the trainer's name and ``TRAINER.<variant>``.
+    - ``arch_fields``: its own architecture fields beyond those every learner has, each with its
+      config key under ``TRAINER.<variant>``.
+    - ``model_keys``: keyword arguments of :class:`~mmrl.model.mmrl.RepresentationCLIP` it uses,
+      each with its config key.
+    - ``splice``: "replace" (tokens replace the previous token outputs at every insertion layer
+      after the first) or "blend" (they are blended with them, weight beta).
+    - ``reference_table`` / ``reference_marker``: the reference implementation's key names.
+    """
+
+    variant: str = ""
+    arch_fields: Dict[str, str] = {}
+    model_keys: Dict[str, str] = {"alpha": "ALPHA"}
+    splice = "replace"
+    # A key of the reference state dict that only this variant has (its first insertion layer's map).
+    reference_marker = ""
+
+    def __init__(self, arch: "RepArch") -> None:
+        super().__init__()
+        if arch.variant != self.variant:
+            raise ValueError(f"{type(self).__name__} needs variant {self.variant!r}, got {arch.variant!r}")
+        self.arch = arch
+
+    @classmethod
+    def reference_table(cls, n_layers: int) -> List[Tuple[str, str]]:
+        """(reference key, our key) for every trainable tensor with ``n_layers`` insertion layers."""
+        raise NotImplementedError
+
+    @classmethod
+    def reference_layer_key(cls, i: int) -> str:
+        """The reference key that exists once per insertion layer ``i`` (0-based): counts them."""
+        raise NotImplementedError
+
+    @classmethod
+    def arch_of_state_dict(cls, sd: Mapping[str, torch.Tensor]) -> Dict[str, int]:
+        """The widths and own fields of a learner, read from its trainable state dict (our key names)."""
+        raise NotImplementedError
+
+    def forward(self) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+        """(text tokens, visual tokens): per insertion layer, [K, d_t] and [K, d_v]."""
+        raise NotImplementedError
+
+    def rep_projection(self) -> torch.Tensor:
+        """The projection of the image tower's representation tokens, [d_v, d]."""
+        raise NotImplementedError
+
+
+LEARNER_REGISTRY = Registry("LEARNER")
+
+
+def register_learner(cls: type) -> type:
+    """Class decorator: register a :class:`RepresentationLearner` under its ``variant``."""
+    if not (isinstance(cls, type) and issubclass(cls, RepresentationLearner)) or not cls.variant:
+        raise TypeError(f"{cls!r} must be a RepresentationLearner subclass with a variant name")
+    clash = set(cls.arch_fields) & set(_COMMON)
+    if clash:
+        raise TypeError(f"{cls.__name__} redeclares the common architecture field(s) {sorted(clash)}")
+    return LEARNER_REGISTRY.register(cls, name=cls.variant)
+
+
+def learner_class(variant: str) -> type:
+    """The learner registered under ``variant``, or a ValueError naming the registered ones."""
+    if variant not in LEARNER_REGISTRY:
+        raise ValueError(f"unknown representation variant {variant!r}; use one of "
+                         f"{tuple(LEARNER_REGISTRY.registered_names())}")
+    return LEARNER_REGISTRY.get(variant)
+
+
+@dataclass(frozen=True, init=False)
+class RepArch:
+    """What defines the shapes of a learner; saved with checkpoints so a model reloads as trained.
+
+    The fields every learner has, plus ``options``: the learner's own ``arch_fields`` (read as
+    attributes, e.g. ``arch.proj_lora_dim``).
+    """
+
+    variant: str  # a registered learner
     n_tokens: int  # K
     rep_layers: Tuple[int, ...]  # 1-based block numbers, sorted, unique
     rep_dim: int  # d_r
     visual_width: int  # d_v
     text_width: int  # d_t
     embed_dim: int  # d, CLIP's joint space
-    proj_lora_dim: int = 0  # MMRL++ only
-    res_lora_dim: int = 0  # MMRL++ only
+    options: Tuple[Tuple[str, int], ...]  # (field, value) of the learner's own fields, sorted
+
+    def __init__(self, variant: str, n_tokens: int, rep_layers: Sequence[int], rep_dim: int, visual_width: int,
+                 text_width: int, embed_dim: int, **options: int) -> None:
+        learner = learner_class(variant)
+        values = dict(variant=variant, n_tokens=n_tokens, rep_layers=tuple(int(x) for x in rep_layers),
+                      rep_dim=rep_dim, visual_width=visual_width, text_width=text_width, embed_dim=embed_dim)
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+        unknown = sorted(set(options) - set(learner.arch_fields))
+        if unknown:
+            raise ValueError(f"unknown RepArch key(s) {unknown} for {variant}; known: "
+                             f"{sorted(set(_COMMON) | set(learner.arch_fields))}")
+        object.__setattr__(self, "options", tuple(sorted(options.items())))
+        self._validate(learner)
+
+    def __getattr__(self, name: str) -> int:
+        # Only reached for names that are not fields: the learner's own ones.
+        for key, value in object.__getattribute__(self, "options"):
+            if key == name:
+                return value
+        raise AttributeError(f"{type(self).__name__} of {self.variant} has no field {name!r}")
 
     def key(self, name: str) -> str:
         """The config key a field comes from (errors name what the user sets), or the backbone's
         width it is read from."""
-        if name in _CONFIG_KEYS:
-            return f"TRAINER.{self.variant}.{_CONFIG_KEYS[name]}"
+        keys = {**_CONFIG_KEYS, **learner_class(self.variant).arch_fields}
+        if name in keys:
+            return f"TRAINER.{self.variant}.{keys[name]}"
         return f"the CLIP backbone's {name.replace('_', ' ')}"
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "rep_layers", tuple(int(x) for x in self.rep_layers))
-        if self.variant not in VARIANTS:
-            raise ValueError(f"unknown representation variant {self.variant!r}; use one of {VARIANTS}")
+    def _validate(self, learner: type) -> None:
         layers = self.rep_layers
         key = self.key("rep_layers")
         if not layers:
@@ -73,12 +167,14 @@ class RepArch:
             raise ValueError(f"{key} {list(layers)} must be sorted and without repeats")
         if layers[0] < 1:
             raise ValueError(f"{key} {list(layers)}: block numbers are 1-based, {layers[0]} is invalid")
-        names = ["n_tokens", "rep_dim", "visual_width", "text_width", "embed_dim"]
-        if self.variant == "MMRLpp":
-            names += ["proj_lora_dim", "res_lora_dim"]
-        for name in names:
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{self.key(name)} must be at least 1, got {getattr(self, name)}")
+        own = dict(self.options)
+        missing = [name for name in learner.arch_fields if name not in own]
+        if missing:
+            raise ValueError(f"{self.key(missing[0])} must be at least 1; the {self.variant} architecture lacks "
+                             f"{missing[0]}")
+        for name, value in [*((n, getattr(self, n)) for n in ("n_tokens", "rep_dim", *_WIDTHS)), *self.options]:
+            if int(value) < 1:
+                raise ValueError(f"{self.key(name)} must be at least 1, got {value}")
 
     def check_layers(self, n_layers: int) -> None:
         """Raise unless every insertion block exists in a tower of ``n_layers`` blocks."""
@@ -89,44 +185,46 @@ class RepArch:
             )
 
     def to_dict(self) -> Dict[str, Any]:
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "options"}
         d["rep_layers"] = list(self.rep_layers)
+        d.update(self.options)
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "RepArch":
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
+        d = dict(d)
+        learner = learner_class(d.get("variant", ""))
+        known = set(_COMMON) | set(learner.arch_fields) | {"variant"}
+        # Checkpoints written before each learner declared its own fields record every variant's
+        # fields, the ones a learner does not have as 0.
+        d = {k: v for k, v in d.items() if k in known or v != 0}
+        unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown RepArch key(s) {unknown}; known: {sorted(names)}")
-        return cls(**dict(d))
+            raise ValueError(f"unknown RepArch key(s) {unknown}; known: {sorted(known)}")
+        return cls(**d)
 
     @classmethod
-    def from_clip(
-        cls,
-        clip_model: nn.Module,
-        variant: str,
-        n_tokens: int,
-        rep_layers: Sequence[int],
-        rep_dim: int,
-        proj_lora_dim: int = 0,
-        res_lora_dim: int = 0,
-    ) -> "RepArch":
-        """The architecture for a given CLIP, its widths read from the model; layers validated."""
+    def from_clip(cls, clip_model: nn.Module, variant: str, n_tokens: int, rep_layers: Sequence[int], rep_dim: int,
+                  **options: int) -> "RepArch":
+        """The architecture for a given CLIP, its widths read from the model; layers validated.
+        ``options`` the learner does not declare are dropped, so one call serves every variant."""
+        own = learner_class(variant).arch_fields
         visual_width, text_width, embed_dim = clip_widths(clip_model)
-        arch = cls(
-            variant=variant,
-            n_tokens=n_tokens,
-            rep_layers=tuple(rep_layers),
-            rep_dim=rep_dim,
-            visual_width=visual_width,
-            text_width=text_width,
-            embed_dim=embed_dim,
-            proj_lora_dim=proj_lora_dim if variant == "MMRLpp" else 0,
-            res_lora_dim=res_lora_dim if variant == "MMRLpp" else 0,
-        )
+        arch = cls(variant, n_tokens, tuple(rep_layers), rep_dim, visual_width, text_width, embed_dim,
+                   **{k: v for k, v in options.items() if k in own})
         arch.check_layers(clip_depth(clip_model))
         return arch
+
+    @classmethod
+    def from_config(cls, clip_model: nn.Module, variant: str, node: Mapping[str, Any]) -> "RepArch":
+        """The architecture ``TRAINER.<variant>`` (``node``) asks for on this CLIP."""
+        keys = {**_CONFIG_KEYS, **learner_class(variant).arch_fields}
+        return cls.from_clip(clip_model, variant, **{field: node[key] for field, key in keys.items()})
+
+
+def model_options(variant: str, node: Mapping[str, Any]) -> Dict[str, Any]:
+    """The :class:`~mmrl.model.mmrl.RepresentationCLIP` arguments of ``variant`` from ``TRAINER.<variant>``."""
+    return {arg: node[key] for arg, key in learner_class(variant).model_keys.items()}
 
 
 def _shared_rep(arch: RepArch) -> nn.Parameter:
@@ -142,18 +240,18 @@ def _copies_of_one_linear(d_in: int, d_out: int, n: int) -> nn.ModuleList:
     return nn.ModuleList([copy.deepcopy(base) for _ in range(n)])
 
 
-class MMRLLearner(nn.Module):
+@register_learner
+class MMRLLearner(RepresentationLearner):
     """MMRL: R, one independent Linear per insertion layer and modality, and P_v^r (d_v x d)."""
 
     variant = "MMRL"
-    # At every insertion layer after the first, the tokens replace the previous token outputs.
     splice = "replace"
+    reference_marker = "representation_learner.compound_rep_tokens_r2vproj.0.weight"
+    _REF_V = "representation_learner.compound_rep_tokens_r2vproj"
+    _REF_T = "representation_learner.compound_rep_tokens_r2tproj"
 
     def __init__(self, arch: RepArch, proj: Optional[torch.Tensor] = None) -> None:
-        super().__init__()
-        if arch.variant != self.variant:
-            raise ValueError(f"MMRLLearner needs variant 'MMRL', got {arch.variant!r}")
-        self.arch = arch
+        super().__init__(arch)
         n = len(arch.rep_layers)
         self.rep_tokens = _shared_rep(arch)  # [K, d_r]
         self.to_visual = _copies_of_one_linear(arch.rep_dim, arch.visual_width, n)
@@ -170,6 +268,24 @@ class MMRLLearner(nn.Module):
     def rep_projection(self) -> torch.Tensor:
         """P_v^r, [d_v, d]."""
         return self.proj_rep
+
+    @classmethod
+    def reference_table(cls, n_layers: int) -> List[Tuple[str, str]]:
+        table = [(REFERENCE_REP, "rep_tokens")]
+        for i in range(n_layers):
+            for p in ("weight", "bias"):
+                table.append((f"{cls._REF_V}.{i}.{p}", f"to_visual.{i}.{p}"))
+                table.append((f"{cls._REF_T}.{i}.{p}", f"to_text.{i}.{p}"))
+        return table + [("image_encoder.proj_rep", "proj_rep")]
+
+    @classmethod
+    def reference_layer_key(cls, i: int) -> str:
+        return f"{cls._REF_V}.{i}.weight"
+
+    @classmethod
+    def arch_of_state_dict(cls, sd: Mapping[str, torch.Tensor]) -> Dict[str, int]:
+        return dict(visual_width=sd["to_visual.0.weight"].shape[0], text_width=sd["to_text.0.weight"].shape[0],
+                    embed_dim=sd["proj_rep"].shape[1])
 
 
 class LowRankResidual(nn.Module):
@@ -197,23 +313,25 @@ class SharedResidualAligner(nn.Module):
         return [F.linear(rep, self.weight + r.A @ r.B, r.bias) for r in self.res]
 
 
-class MMRLppLearner(nn.Module):
+@register_learner
+class MMRLppLearner(RepresentationLearner):
     """MMRL++: R, SRRA maps per modality, and a low-rank update A @ B of CLIP's frozen proj."""
 
     variant = "MMRLpp"
+    arch_fields = {"proj_lora_dim": "PROJ_LORA_DIM", "res_lora_dim": "RES_LORA_DIM"}
+    model_keys = {**RepresentationLearner.model_keys, "beta": "BETA"}
     # PRC: after the first insertion layer, tokens are blended with the previous outputs (beta).
     splice = "blend"
+    reference_marker = "representation_learner.srra_r2vproj.weight"
+    _REF = (("representation_learner.srra_r2vproj", "to_visual"), ("representation_learner.srra_r2tproj", "to_text"))
 
     def __init__(self, arch: RepArch, proj: torch.Tensor) -> None:
-        super().__init__()
-        if arch.variant != self.variant:
-            raise ValueError(f"MMRLppLearner needs variant 'MMRLpp', got {arch.variant!r}")
+        super().__init__(arch)
         if tuple(proj.shape) != (arch.visual_width, arch.embed_dim):
             raise ValueError(
                 f"CLIP's visual proj has shape {list(proj.shape)}, the architecture expects "
                 f"[{arch.visual_width}, {arch.embed_dim}]"
             )
-        self.arch = arch
         n = len(arch.rep_layers)
         self.rep_tokens = _shared_rep(arch)  # [K, d_r]
         self.to_visual = SharedResidualAligner(arch.rep_dim, arch.visual_width, n, arch.res_lora_dim)
@@ -232,18 +350,41 @@ class MMRLppLearner(nn.Module):
         """proj + A @ B, [d_v, d]; equals CLIP's proj at initialisation."""
         return self.proj.to(self.proj_A.dtype) + self.proj_A @ self.proj_B
 
+    @classmethod
+    def reference_table(cls, n_layers: int) -> List[Tuple[str, str]]:
+        table = [(REFERENCE_REP, "rep_tokens")]
+        for ref, ours in cls._REF:
+            table.append((f"{ref}.weight", f"{ours}.weight"))
+            for i in range(n_layers):
+                for p in ("A", "B", "bias"):
+                    table.append((f"{ref}.srra.{i}.{p}", f"{ours}.res.{i}.{p}"))
+        return table + [("image_encoder.A", "proj_A"), ("image_encoder.B", "proj_B")]
 
-LEARNERS = {cls.variant: cls for cls in (MMRLLearner, MMRLppLearner)}
+    @classmethod
+    def reference_layer_key(cls, i: int) -> str:
+        return f"{cls._REF[0][0]}.srra.{i}.A"
+
+    @classmethod
+    def arch_of_state_dict(cls, sd: Mapping[str, torch.Tensor]) -> Dict[str, int]:
+        return dict(visual_width=sd["to_visual.weight"].shape[0], text_width=sd["to_text.weight"].shape[0],
+                    embed_dim=sd["proj_B"].shape[1], proj_lora_dim=sd["proj_A"].shape[1],
+                    res_lora_dim=sd["to_visual.res.0.A"].shape[1])
 
 
-def build_learner(arch: RepArch, clip_model: nn.Module) -> nn.Module:
-    """The learner of ``arch.variant`` for this CLIP (widths and layer range checked against it)."""
+def check_widths(arch: RepArch, clip_model: nn.Module, backbone: str = "") -> None:
+    """Raise unless ``arch`` (e.g. a checkpoint's) fits this CLIP: its widths and its layer range."""
     widths = clip_widths(clip_model)
     if widths != (arch.visual_width, arch.text_width, arch.embed_dim):
+        name = f" {backbone!r}" if backbone else ""
         raise ValueError(
             f"the architecture's widths (visual {arch.visual_width}, text {arch.text_width}, embed {arch.embed_dim}) "
-            f"do not match the CLIP backbone's (visual {widths[0]}, text {widths[1]}, embed {widths[2]}); "
-            "the checkpoint was trained with another backbone"
+            f"do not match the CLIP backbone{name}'s (visual {widths[0]}, text {widths[1]}, embed {widths[2]}); "
+            "the checkpoint was trained with another backbone: use that one (MODEL.BACKBONE.NAME / PATH)"
         )
     arch.check_layers(clip_depth(clip_model))
-    return LEARNERS[arch.variant](arch, clip_model.visual.proj)
+
+
+def build_learner(arch: RepArch, clip_model: nn.Module) -> RepresentationLearner:
+    """The learner of ``arch.variant`` for this CLIP (widths and layer range checked against it)."""
+    check_widths(arch, clip_model)
+    return learner_class(arch.variant)(arch, clip_model.visual.proj)

@@ -5,13 +5,14 @@ list of them) merges the base first, so a file states only how it differs from i
 """
 from __future__ import annotations
 
-import difflib
 import os.path as osp
 import re
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import yaml
 from yacs.config import CfgNode as CN
+
+from ..utils.registry import did_you_mean
 
 BASE_KEY = "_BASE_"
 
@@ -37,11 +38,6 @@ def all_keys(cfg: CN, prefix: str = "") -> List[str]:
     return keys
 
 
-def _suggest(cfg: CN, key: str) -> str:
-    close = difflib.get_close_matches(key, all_keys(cfg), n=1, cutoff=0.5)
-    return f' Did you mean "{close[0]}"?' if close else ""
-
-
 _KEY_PATTERNS = (
     re.compile(r"Non-existent config key: (\S+)"),
     re.compile(r"Non-existent key: (\S+)"),
@@ -62,7 +58,7 @@ def _explain(cfg: CN, err: BaseException, where: str) -> str:
     text = str(err.args[0]) if err.args else str(err)
     key = _failed_key(err)
     if "Non-existent" in text:
-        return f'{where}: unknown config key "{key}".{_suggest(cfg, key)} ({text})'
+        return f'{where}: unknown config key "{key}".{did_you_mean(key, all_keys(cfg), cutoff=0.5)} ({text})'
     if "Type mismatch" in text:
         return (
             f"{where}: {text}. Write the value with the default's type "

@@ -13,6 +13,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import yaml
 from yacs.config import CfgNode as CN
 
+from mmrl.files import atomic_write
+
 CONFIG_RECORD_FILE = "config.yaml"
 
 # Keys that say where or how a run works, not what it trains: a resume may change them freely
@@ -41,8 +43,6 @@ def config_record(cfg: CN) -> str:
 
 def write_config_record(cfg: CN, output_dir: Optional[str] = None) -> str:
     """Write ``config.yaml`` into ``output_dir`` (default ``cfg.OUTPUT_DIR``); returns its path."""
-    from ..utils import atomic_write
-
     path = osp.join(output_dir or cfg.OUTPUT_DIR, CONFIG_RECORD_FILE)
     text = config_record(cfg)
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))

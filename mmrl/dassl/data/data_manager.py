@@ -72,8 +72,6 @@ def build_data_loader(
     sampler_type: str = "SequentialSampler",
     data_source: Optional[Sequence[Datum]] = None,
     batch_size: int = 64,
-    n_domain: int = 0,
-    n_ins: int = 2,
     tfm: Optional[Callable] = None,
     is_train: bool = True,
     dataset_wrapper: Optional[Type[TorchDataset]] = None,
@@ -88,9 +86,7 @@ def build_data_loader(
     training loader yields this rank's slice of each global batch of ``batch_size`` and an
     evaluation loader this rank's contiguous shard of the data.
     """
-    sampler = build_sampler(
-        sampler_type, cfg=cfg, data_source=data_source, batch_size=batch_size, n_domain=n_domain, n_ins=n_ins
-    )
+    sampler = build_sampler(sampler_type, cfg=cfg, data_source=data_source, batch_size=batch_size)
     if dataset_wrapper is None:
         dataset_wrapper = DatasetWrapper
     dataset = dataset_wrapper(cfg, data_source, transform=tfm, is_train=is_train)
@@ -183,31 +179,12 @@ class DataManager:
             sampler_type=train_x_cfg.SAMPLER,
             data_source=dataset.train_x,
             batch_size=train_x_cfg.BATCH_SIZE,
-            n_domain=train_x_cfg.N_DOMAIN,
-            n_ins=train_x_cfg.N_INS,
             tfm=tfm_train,
             is_train=True,
             dataset_wrapper=dataset_wrapper,
             split_name="train_x",
             seed=seed,
         )
-
-        train_loader_u = None
-        if dataset.train_u:
-            u_cfg = train_x_cfg if cfg.DATALOADER.TRAIN_U.SAME_AS_X else cfg.DATALOADER.TRAIN_U
-            train_loader_u = build_data_loader(
-                cfg,
-                sampler_type=u_cfg.SAMPLER,
-                data_source=dataset.train_u,
-                batch_size=u_cfg.BATCH_SIZE,
-                n_domain=u_cfg.N_DOMAIN,
-                n_ins=u_cfg.N_INS,
-                tfm=tfm_train,
-                is_train=True,
-                dataset_wrapper=dataset_wrapper,
-                split_name="train_u",
-                seed=seed,
-            )
 
         val_loader = None
         if dataset.val:
@@ -239,7 +216,9 @@ class DataManager:
 
         self.dataset = dataset
         self.train_loader_x = train_loader_x
-        self.train_loader_u = train_loader_u
+        # Dassl's unlabelled loader serves its semi-supervised trainers (TrainerXU), which no
+        # trainer of the lineage is: always None.
+        self.train_loader_u = None
         self.val_loader = val_loader
         self.test_loader = test_loader
 

@@ -6,15 +6,12 @@ import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms import (
-    AutoAugment,
-    AutoAugmentPolicy,
     CenterCrop,
     ColorJitter,
     Compose,
     GaussianBlur,
     InterpolationMode,
     Normalize,
-    RandAugment,
     RandomApply,
     RandomCrop,
     RandomGrayscale,
@@ -42,13 +39,9 @@ AVAI_CHOICES = [
     "random_crop",
     "random_translation",
     "center_crop",  # accepted for compatibility; it adds no step
+    # Dassl's AutoAugment policies and RandAugment variants are left out: no trainer of the
+    # lineage uses them (its configs train with random_resized_crop, random_flip, normalize).
     "cutout",
-    "imagenet_policy",
-    "cifar10_policy",
-    "svhn_policy",
-    "randaugment",
-    "randaugment_fixmatch",
-    "randaugment2",
     "gaussian_noise",
     "colorjitter",
     "randomgrayscale",
@@ -200,35 +193,6 @@ def _build_transform_train(cfg, choices: Sequence[str], target_size: str, normal
     if "random_flip" in choices:
         print("+ random flip")
         tfm += [RandomHorizontalFlip()]
-
-    if "imagenet_policy" in choices:
-        print("+ imagenet policy")
-        tfm += [AutoAugment(AutoAugmentPolicy.IMAGENET)]
-
-    if "cifar10_policy" in choices:
-        print("+ cifar10 policy")
-        tfm += [AutoAugment(AutoAugmentPolicy.CIFAR10)]
-
-    if "svhn_policy" in choices:
-        print("+ svhn policy")
-        tfm += [AutoAugment(AutoAugmentPolicy.SVHN)]
-
-    if "randaugment" in choices:
-        n_, m_ = cfg.INPUT.RANDAUGMENT_N, cfg.INPUT.RANDAUGMENT_M
-        print(f"+ randaugment (n={n_}, m={m_})")
-        tfm += [RandAugment(num_ops=n_, magnitude=m_)]
-
-    # Dassl's two magnitude-free RandAugment variants map onto torchvision's
-    # RandAugment with N operations at its default magnitude.
-    if "randaugment_fixmatch" in choices:
-        n_ = cfg.INPUT.RANDAUGMENT_N
-        print(f"+ randaugment_fixmatch (n={n_})")
-        tfm += [RandAugment(num_ops=n_)]
-
-    if "randaugment2" in choices:
-        n_ = cfg.INPUT.RANDAUGMENT_N
-        print(f"+ randaugment2 (n={n_})")
-        tfm += [RandAugment(num_ops=n_)]
 
     if "colorjitter" in choices:
         b_, c_ = cfg.INPUT.COLORJITTER_B, cfg.INPUT.COLORJITTER_C

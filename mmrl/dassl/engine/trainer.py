@@ -23,6 +23,8 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
+from mmrl.results import write_record
+
 from ..config import config_differences, config_record, write_config_record
 from ..data.data_manager import set_loader_epoch
 from ..evaluation import build_evaluator
@@ -774,8 +776,6 @@ class SimpleTrainer(TrainerBase):
 
     def write_results(self, results: Dict[str, float]) -> None:
         """``OUTPUT_DIR/results.json``: the test result with what produced it (see mmrl.results)."""
-        from mmrl.results import write_record
-
         cfg = self.cfg
         log = getattr(getattr(sys.stdout, "file", None), "name", None)
         record: Dict[str, Any] = {

@@ -5,14 +5,20 @@ import difflib
 from typing import Any, Dict, List, Optional, Sequence
 
 
-def closest_name(requested: str, available: Sequence[str]) -> Optional[str]:
-    """The entry of ``available`` most similar to ``requested`` (None if empty)."""
+def closest_name(requested: str, available: Sequence[str], cutoff: float = 0.0) -> Optional[str]:
+    """The entry of ``available`` most similar to ``requested``; None if there is none, or none
+    at least ``cutoff`` similar (difflib's ratio, 0..1)."""
     if not available:
         return None
-    return max(
-        available,
-        key=lambda name: difflib.SequenceMatcher(None, requested, name).ratio(),
-    )
+    ratio = {name: difflib.SequenceMatcher(None, requested, name).ratio() for name in available}
+    best = max(available, key=ratio.__getitem__)
+    return best if ratio[best] >= cutoff else None
+
+
+def did_you_mean(requested: str, available: Sequence[str], cutoff: float = 0.0) -> str:
+    """' Did you mean "<closest>"?' for an error message, or "" when nothing is close enough."""
+    hint = closest_name(requested, available, cutoff)
+    return f' Did you mean "{hint}"?' if hint else ""
 
 
 def check_availability(requested: str, available: Sequence[str]) -> None:
@@ -44,16 +50,17 @@ class Registry:
             )
         self._obj_map[name] = obj
 
-    def register(self, obj: Any = None, force: bool = False) -> Any:
-        """Use as ``@REGISTRY.register()`` or call ``REGISTRY.register(cls)``."""
+    def register(self, obj: Any = None, force: bool = False, name: Optional[str] = None) -> Any:
+        """Use as ``@REGISTRY.register()`` or call ``REGISTRY.register(cls)``; ``name`` replaces
+        the class ``__name__`` as the key."""
         if obj is None:
 
             def wrapper(fn_or_class: Any) -> Any:
-                self._do_register(fn_or_class.__name__, fn_or_class, force=force)
+                self._do_register(name or fn_or_class.__name__, fn_or_class, force=force)
                 return fn_or_class
 
             return wrapper
-        self._do_register(obj.__name__, obj, force=force)
+        self._do_register(name or obj.__name__, obj, force=force)
         return obj
 
     def get(self, name: str) -> Any:

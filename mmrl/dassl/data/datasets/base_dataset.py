@@ -250,11 +250,11 @@ class DatasetBase:
 
     ``num_classes``, ``lab2cname`` and ``classnames`` are derived from train_x.
     ``template`` is the prompt of the dataset's classes (``{}`` is the class name), which CLIP
-    trainers format class names through; each dataset declares its own.
+    trainers format class names through; each registered dataset must declare its own.
     """
 
     dataset_dir: str = ""
-    template: str = "a photo of a {}."
+    template: Optional[str] = None
 
     @classmethod
     def folder(cls, cfg: Any) -> str:
