@@ -17,6 +17,10 @@ class UserError(Exception):
     """An expected failure whose message already says what is wrong and what to do."""
 
 
+# Bad input or environment for tools that do not load torch (the result parser, the launchers).
+BASIC_ERRORS = (OSError, ValueError, KeyError, UserError)
+
+
 def user_errors() -> tuple:
     """The exception types that are bad input or environment, not bugs."""
     # Imported here: the checkpoint and CLIP modules import torch, which a tool such as the
@@ -24,7 +28,7 @@ def user_errors() -> tuple:
     from mmrl.dassl.utils.torchtools import CheckpointError
     from mmrl.model.clip_loader import CLIPWeightsUnavailable
 
-    return (OSError, ValueError, KeyError, UserError, CheckpointError, CLIPWeightsUnavailable)
+    return BASIC_ERRORS + (CheckpointError, CLIPWeightsUnavailable)
 
 
 def one_line(err: BaseException) -> str:
