@@ -224,17 +224,25 @@ def write_record(folder: str, record: Mapping[str, Any]) -> str:
 # Command line (the scripts' finished-job check and one-line summary)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description="Print the result of a run folder (nothing if it has none).")
+def _main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mmrl.results", description="Print the result of a run folder (nothing if it has none).")
     parser.add_argument("folder")
     parser.add_argument("--keyword", default="accuracy")
     parser.add_argument("--after-training", action="store_true",
                         help=f"only a test that followed training ('{TRAINING_DONE}') counts")
     args = parser.parse_args(argv)
+    if os.path.exists(args.folder) and not os.path.isdir(args.folder):
+        raise NotADirectoryError(f"{args.folder} is a file: give a run folder (the one that holds log.txt)")
     result = read_run(args.folder, args.keyword, args.after_training)
     if result.finished:
         print(f"{result.value:.1f}")
     return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from mmrl.cli import BASIC_ERRORS, run_main  # mmrl.cli imports nothing heavy either
+
+    return run_main(_main, argv, errors=BASIC_ERRORS)
 
 
 if __name__ == "__main__":

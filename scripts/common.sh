@@ -62,7 +62,7 @@ XD_TARGETS="dtd eurosat ucf101 oxford_flowers oxford_pets fgvc_aircraft caltech1
 DG_TARGETS="imagenet_a imagenet_r imagenet_sketch imagenetv2"
 
 die() {
-    echo "ERROR: $*" >&2
+    echo "Error: $*" >&2
     exit 1
 }
 
