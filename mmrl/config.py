@@ -236,17 +236,20 @@ def assemble_config(args: argparse.Namespace) -> AssembledConfig:
     check_opts(list(args.opts or []))
     check_not_empty(args)
     name = _trainer_name(args)
-    opts = list(args.opts or [])
-    if not name and "TRAINER.NAME" not in opts[::2]:
-        sets = f" and {args.config_file} sets no TRAINER.NAME" if args.config_file else ""
-        raise ValueError(f"--trainer is missing{sets}: name the trainer to run (e.g. --trainer MMRL)")
     cls = trainer_class(name)
     cfg = default_cfg(name)
     if args.dataset_config_file:
         _merge_file(cfg, args.dataset_config_file, "--dataset-config-file")
     config_files: List[str] = []
     if args.config_file:
-        config_files = _merge_file(cfg, args.config_file, "--config-file")
+        try:
+            config_files = _merge_file(cfg, args.config_file, "--config-file")
+        except ValueError as err:
+            # Without a trainer its keys are not declared: the missing flag is the error, not the key.
+            if not name and 'unknown config key "TRAINER.' in str(err):
+                raise ValueError(f"--trainer is missing and {args.config_file} sets no TRAINER.NAME: name the "
+                                 "trainer to run (e.g. --trainer MMRL)") from None
+            raise
     reset_cfg(cfg, args)
     opts = list(args.opts or [])
     task = task_of(cfg, opts)
