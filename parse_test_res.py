@@ -72,6 +72,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from tabulate import tabulate
 
+from mmrl.cli import BASIC_ERRORS, UserError, check_output_file, run_main
 from mmrl.results import read_run
 
 MISSING = "—"
@@ -155,7 +156,7 @@ def summarize_directory(directory: str, keyword: str, use_ci95: bool) -> float:
         lines.append(line)
         values.append(value)
     if not values:
-        sys.exit(f"Nothing found in {directory}")
+        raise UserError(f"Nothing found in {directory}: no seed folder holds a result")
     mean = float(np.mean(values))
     spread = ci95(values) if use_ci95 else float(np.std(values))
     summary = ["===", f"Summary of directory: {directory}", f"* {keyword}: {mean:.2f}% +- {spread:.2f}%", "==="]
@@ -168,7 +169,7 @@ def summarize_directory(directory: str, keyword: str, use_ci95: bool) -> float:
 
 def run_lineage(args: argparse.Namespace) -> None:
     if not os.path.isdir(args.directory):
-        sys.exit(f"{args.directory} is not a folder: give the folder that holds the seed folders")
+        raise UserError(f"{args.directory} is not a folder: give the folder that holds the seed folders")
     if not args.multi_exp:
         summarize_directory(args.directory, args.keyword, args.ci95)
         return
@@ -177,7 +178,7 @@ def run_lineage(args: argparse.Namespace) -> None:
         for name in subfolders(args.directory)
     ]
     if not means:
-        sys.exit(f"Nothing found in {args.directory}")
+        raise UserError(f"Nothing found in {args.directory}: it holds no experiment folders")
     print("Average performance")
     print(f"* {args.keyword}: {float(np.mean(means)):.2f}%")
 
@@ -339,7 +340,7 @@ class Collector:
             return found
         unknown = [t for t in given if t not in found and t not in known_trainers()]
         if unknown:
-            sys.exit(f"--trainer {', '.join(unknown)}: no runs of this protocol under {self.root}; "
+            raise UserError(f"--trainer {', '.join(unknown)}: no runs of this protocol under {self.root}; "
                      f"trainers found: {', '.join(found) or 'none'}")
         return given
 
@@ -510,7 +511,7 @@ def transfer_table(col: Collector, trainers: Optional[List[str]], kind: str) -> 
 
 def build_table(root: str, kind: str, trainers: Optional[List[str]], cfg: Optional[str], keyword: str) -> Table:
     if not os.path.isdir(root):
-        sys.exit(f"{root} is not a folder: give the output root that holds base2new/ and few_shot/")
+        raise UserError(f"{root} is not a folder: give the output root that holds base2new/ and few_shot/")
     col = Collector(root, keyword, cfg)
     if kind == "b2n":
         table = b2n_table(col, trainers)
@@ -583,10 +584,12 @@ def run_table(args: argparse.Namespace) -> None:
         trainers = [t for value in args.trainer for t in value.split(",") if t]
     table = build_table(args.directory or "output", args.table, trainers, args.cfg, args.keyword)
     out, err = render(table, args.format, args.std, args.keyword, args.directory or "output")
-    print(out)
+    print(out, flush=True)
     if err:
         print(err, file=sys.stderr)
     if args.plot:
+        # The table is out first: a figure that cannot be written costs only the figure.
+        check_output_file(args.plot, "--plot", create_folder=False)
         save_plot(table, args.plot, args.keyword)
         print(f"Figure written to {args.plot}", file=sys.stderr)
 
@@ -679,7 +682,7 @@ def plot_b2n(table: Table, keyword: str) -> Any:
 def save_plot(table: Table, path: str, keyword: str) -> Any:
     """Draw the figure of a fewshot or b2n table and write it to ``path`` (.png, .pdf, .svg)."""
     if not plot_panels(table):
-        sys.exit(f"--plot {path}: the {table.kind} table has no results to draw")
+        raise UserError(f"--plot {path}: the {table.kind} table has no results to draw")
     fig = (plot_fewshot if table.kind == "fewshot" else plot_b2n)(table, keyword)
     fig.suptitle(table.title)
     fig.tight_layout()
@@ -695,7 +698,7 @@ def check_plot_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        sys.exit('--plot needs matplotlib: pip install matplotlib (or pip install -e ".[plot]")')
+        raise UserError('--plot needs matplotlib: pip install matplotlib (or pip install -e ".[plot]")') from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -741,7 +744,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def _main(argv: Optional[Sequence[str]] = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.table:
@@ -761,5 +764,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     run_lineage(args)
 
 
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Exit codes: 0 done, 1 an error (one line on stderr), 2 bad arguments (argparse)."""
+    return run_main(_main, argv, errors=BASIC_ERRORS)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -11,20 +11,18 @@ config, 128 + signal when interrupted by SIGTERM (143) or SIGINT (130); rerun to
 The same arguments run data-parallel on N GPUs (or N CPU processes) with
 ``torchrun --nproc_per_node N train.py ...``; see the README.
 """
-import os
 import sys
-import traceback
 
 import torch
 from torch.distributed.elastic.multiprocessing.errors import record
 
 import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers)
-from mmrl.cli import DEBUG_HINT, one_line, user_errors
+from mmrl.cli import report, user_errors
 from mmrl.config import assemble_config, build_parser, check_required
 from mmrl.dassl.config import write_config_record
 from mmrl.dassl.engine import build_trainer
-from mmrl.dassl.engine.interrupt import RunInterrupted, interrupts_raise
+from mmrl.dassl.engine.interrupt import RunInterrupted, interrupts_raise, note_interrupts
 from mmrl.dassl.engine.preflight import check_run_folders
 from mmrl.dassl.utils import collect_env_info, log_error, set_random_seed, setup_logger
 from mmrl.dassl.utils import distributed as dist
@@ -65,7 +63,7 @@ def run(args, assembled) -> None:
     print(f"** System info **\n{collect_env_info()}\n")
 
     trainer = build_trainer(cfg)
-    trainer.force = args.force
+    trainer.force = trainer.force or args.force  # MMRL_FORCE=1 set it too
     trainer.config_files = {"config_file": args.config_file, "dataset_config_file": args.dataset_config_file}
     if args.eval_only:
         if dist.is_main_process():
@@ -99,19 +97,23 @@ def main(argv=None) -> int:
         except RunInterrupted as interrupt:
             log_error(f"{dist.rank_prefix()}{interrupt.message()}")
             return interrupt.exit_code
-        except USER_ERRORS as err:
-            # Bad input (a path, a key, weights, a checkpoint) is explained, not dumped as a traceback.
-            if os.environ.get("MMRL_DEBUG"):
-                traceback.print_exc()
-            log_error(f"{dist.rank_prefix()}Error: {one_line(err)}\n{DEBUG_HINT}")
-            return 1
         except dist.PeerFailure as err:
             log_error(f"{dist.rank_prefix()}Error: {err}")
             return 1
-        except torch.distributed.DistError as err:
-            # Another rank did not answer within DISTRIBUTED.TIMEOUT seconds, or is gone.
-            log_error(f"{dist.rank_prefix()}Error: lost the other ranks ({type(err).__name__}: {one_line(err)})")
+        except USER_ERRORS as err:
+            # Bad input (a path, a key, weights, a checkpoint) is explained, not dumped as a traceback.
+            log_error(report(err, dist.rank_prefix()))
             return 1
+        except Exception as err:
+            # Another rank stopped or did not answer within DISTRIBUTED.TIMEOUT seconds: whatever the
+            # backend raised (Gloo a RuntimeError, NCCL its own type), one line that names the rank.
+            noted = note_interrupts()
+            lost = dist.peer_lost(err)
+            if lost is None:
+                raise
+            log_error(report(lost, dist.rank_prefix()))
+            signum = lost.interrupted or (noted[0] if noted else 0)
+            return 128 + signum if signum else 1
         finally:
             dist.shutdown(failed)
     return 0

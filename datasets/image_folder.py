@@ -12,6 +12,7 @@ DATASET.FOLDER.SPLIT_SEED, so every run seed sees the same split; few-shot sampl
 base/new subsampling then work as for the benchmark datasets. Delete the split file to draw
 it again (e.g. after adding images or renaming classes).
 """
+import json
 import os
 import random
 from typing import Dict, List, Optional, Tuple
@@ -131,6 +132,45 @@ class ImageFolder(BenchmarkDataset):
         except (OSError, ValueError) as err:
             return str(err)
         return None
+
+    def load_data(self) -> Tuple[List[Datum], List[Datum], List[Datum]]:
+        # Compared before its items are read: an item of a removed folder would fail as a lone file.
+        problem = self.split_mismatch(self.split_path) if os.path.isfile(self.split_path) else ""
+        if problem:
+            raise ValueError(
+                f"ImageFolder: the saved split {self.split_path} no longer matches {self.dataset_dir}: {problem}. "
+                f"To draw a new split, delete {self.split_path} and the few-shot caches in {self.split_fewshot_dir} "
+                "(results are then not comparable with runs on the old split)"
+            )
+        return super().load_data()
+
+    def split_mismatch(self, split_path: str) -> str:
+        """What differs between a saved split and the folder as it is now ("" when nothing): class
+        folders added or removed, or class names other than DATASET.FOLDER.CLASSNAMES gives."""
+        try:
+            with open(split_path, encoding="utf-8") as f:
+                entries = [e for part in json.load(f).values() for e in part]
+            saved: Dict[str, str] = {}
+            for relpath, _, classname in entries:
+                saved.setdefault(relpath.replace("\\", "/").split("/")[0], classname)
+        except (OSError, ValueError, TypeError, AttributeError):
+            return ""  # a damaged split file is reported, naming the file, where it is read
+        folders = [c for c, _ in scan_class_folders(self.dataset_dir)]
+        names_file = classnames_path(self.cfg, self.dataset_dir)
+        names = read_classname_file(names_file, folders) if names_file else {}
+        now = {c: names.get(c, c) for c in folders}
+        problems = []
+        added, removed = sorted(set(now) - set(saved)), sorted(set(saved) - set(now))
+        if added:
+            problems.append(f"class folders added since: {', '.join(added)}")
+        if removed:
+            problems.append(f"class folders in the split but gone: {', '.join(removed)}")
+        renamed = [c for c in sorted(set(now) & set(saved)) if now[c] != saved[c]]
+        if renamed:
+            shown = ", ".join(f"{c!r} is {saved[c]!r} in the split, {now[c]!r} now" for c in renamed[:5])
+            more = f" and {len(renamed) - 5} more" if len(renamed) > 5 else ""
+            problems.append(f"class names differ (DATASET.FOLDER.CLASSNAMES): {shown}{more}")
+        return "; ".join(problems)
 
     def create_split(self) -> Tuple[List[Datum], List[Datum], List[Datum]]:
         folder_cfg = self.cfg.DATASET.FOLDER

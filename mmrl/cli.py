@@ -6,6 +6,7 @@ traceback behind it. Anything else is a bug and keeps its traceback.
 """
 import os
 import sys
+import tempfile
 import traceback
 from typing import Callable, Optional, Sequence
 
@@ -16,6 +17,10 @@ class UserError(Exception):
     """An expected failure whose message already says what is wrong and what to do."""
 
 
+# Bad input or environment for tools that do not load torch (the result parser, the launchers).
+BASIC_ERRORS = (OSError, ValueError, KeyError, UserError)
+
+
 def user_errors() -> tuple:
     """The exception types that are bad input or environment, not bugs."""
     # Imported here: the checkpoint and CLIP modules import torch, which a tool such as the
@@ -23,7 +28,7 @@ def user_errors() -> tuple:
     from mmrl.dassl.utils.torchtools import CheckpointError
     from mmrl.model.clip_loader import CLIPWeightsUnavailable
 
-    return (OSError, ValueError, KeyError, UserError, CheckpointError, CLIPWeightsUnavailable)
+    return BASIC_ERRORS + (CheckpointError, CLIPWeightsUnavailable)
 
 
 def one_line(err: BaseException) -> str:
@@ -48,10 +53,11 @@ def report(err: BaseException, prefix: str = "") -> str:
     return f"{prefix}Error: {one_line(err)}\n{DEBUG_HINT}"
 
 
-def run_main(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequence[str]] = None,
-             errors: Optional[tuple] = None) -> int:
+def run_main(main: Callable[[Optional[Sequence[str]]], Optional[int]], argv: Optional[Sequence[str]] = None,
+             errors: Optional[tuple] = None, error_code: int = 1) -> int:
     """Run a tool's ``main(argv)`` under the shared discipline and return its exit code:
-    1 for an expected error (one line on stderr), 130 on Ctrl-C, main's own code otherwise."""
+    ``error_code`` for an expected error (one line on stderr; tools whose 1 means "partly done"
+    use 2), 130 on Ctrl-C, main's own code otherwise."""
     try:
         return int(main(argv) or 0)
     except KeyboardInterrupt:
@@ -59,4 +65,35 @@ def run_main(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequ
         return 130
     except (errors or user_errors()) as err:
         sys.stderr.write(report(err) + "\n")
-        return 1
+        return error_code
+
+
+def check_output_file(path: str, flag: str, create_folder: bool = True) -> str:
+    """Make sure ``path`` can be written, before the work whose result it will hold; returns it.
+
+    Its folder is created when missing (``create_folder``) and must take a new file: tried for
+    real with a temporary file, since permission bits say nothing for root or a read-only mount.
+    """
+    if os.path.isdir(path):
+        raise UserError(f"{flag} {path} is a folder: give a file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        if os.path.exists(folder):
+            raise UserError(f"{flag} {path}: {folder} is a file, not a folder; give another path")
+        if not create_folder:
+            raise UserError(f"{flag} {path}: the folder {folder} does not exist; create it or give another path")
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"{flag} {path}: cannot create the folder {folder} ({err.strerror or err}); "
+                            "give another path") from err
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+        if os.path.exists(path):
+            with open(path, "a", encoding="utf-8"):
+                pass
+    except OSError as err:
+        raise UserError(f"{flag} {path}: cannot write into {folder} ({err.strerror or err}); "
+                        "give a path in a writable folder") from err
+    return path

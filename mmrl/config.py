@@ -195,6 +195,25 @@ def check_required(cfg, args: argparse.Namespace) -> None:
         )
 
 
+def check_not_empty(args: argparse.Namespace) -> None:
+    """An empty YAML given as a config file is a mistake (a file cut short, a wrong path): said at
+    once, not through a symptom further on (a missing backbone or overrides file)."""
+    import yaml
+
+    for flag, path in (("--config-file", args.config_file), ("--dataset-config-file", args.dataset_config_file)):
+        if not path or not os.path.isfile(path):
+            continue  # a missing file is reported where it is read
+        with open(path, encoding="utf-8", errors="replace") as f:
+            try:
+                content = yaml.safe_load(f)
+            except yaml.YAMLError:
+                continue  # its syntax error is reported, with the line, where it is read
+        if content is None or content == {}:
+            raise ValueError(f"{flag} {path} is empty: give the YAML with the "
+                             f"{'method' if flag == '--config-file' else 'dataset'}'s settings "
+                             f"(e.g. configs/{'trainers/MMRL/vit_b16' if flag == '--config-file' else 'datasets/dtd'}.yaml)")
+
+
 def _trainer_name(args: argparse.Namespace) -> str:
     """--trainer, else the TRAINER.NAME the method YAML sets: the trainer whose keys are added."""
     if args.trainer or not args.config_file:
@@ -210,6 +229,7 @@ def _trainer_name(args: argparse.Namespace) -> str:
 def assemble_config(args: argparse.Namespace) -> AssembledConfig:
     """The run's config, assembled in the order of this module's docstring."""
     check_opts(list(args.opts or []))
+    check_not_empty(args)
     name = _trainer_name(args)
     cls = trainer_class(name)
     cfg = default_cfg(name)
@@ -217,7 +237,14 @@ def assemble_config(args: argparse.Namespace) -> AssembledConfig:
         _merge_file(cfg, args.dataset_config_file, "--dataset-config-file")
     config_files: List[str] = []
     if args.config_file:
-        config_files = _merge_file(cfg, args.config_file, "--config-file")
+        try:
+            config_files = _merge_file(cfg, args.config_file, "--config-file")
+        except ValueError as err:
+            # Without a trainer its keys are not declared: the missing flag is the error, not the key.
+            if not name and 'unknown config key "TRAINER.' in str(err):
+                raise ValueError(f"--trainer is missing and {args.config_file} sets no TRAINER.NAME: name the "
+                                 "trainer to run (e.g. --trainer MMRL)") from None
+            raise
     reset_cfg(cfg, args)
     opts = list(args.opts or [])
     task = task_of(cfg, opts)

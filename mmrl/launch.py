@@ -35,6 +35,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
+from mmrl.cli import BASIC_ERRORS, UserError, report, run_main
+
 LAUNCHERS = ("local", "pool", "slurm")
 # Where an interrupted SLURM job finds the signal that requeues it (submitit's default).
 SLURM_SIGNAL = signal.SIGUSR2
@@ -48,7 +50,7 @@ SLURM_FOLDER = "slurm"
 SLURM_JOB_ID_FILE = "job_id"
 
 
-class LaunchError(Exception):
+class LaunchError(UserError):
     """A launcher that cannot run here, or bad launcher options: one line for the user."""
 
 
@@ -66,11 +68,17 @@ class Job:
 
 def read_plan(path: str) -> List[Job]:
     jobs: List[Job] = []
+    if not os.path.isfile(path):
+        raise LaunchError(f"--plan {path}: {'a folder' if os.path.isdir(path) else 'no such file'}; "
+                          "give the plan file the protocol scripts write")
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, start=1):
             if not line.strip():
                 continue
-            words = shlex.split(line)
+            try:
+                words = shlex.split(line)
+            except ValueError as err:
+                raise LaunchError(f"{path}:{number}: not a shell-quoted plan line ({err}): {line.strip()!r}") from None
             if len(words) < 5:
                 raise LaunchError(f"{path}:{number}: a plan line needs TAG DIR MODE AFTER COMMAND..., got {line.strip()!r}")
             jobs.append(Job(tag=words[0], dir=words[1], mode=words[2], after=words[3], argv=words[4:]))
@@ -100,14 +108,47 @@ def write_status(path: str, job: Job) -> None:
         f.write(f"{job.status}\t{job.tag}\t{job.dir}\t{job.detail}\n")
 
 
+def last_error(log: str) -> str:
+    """The line a failed job ended with (its one-line error, when it printed one), or ""."""
+    try:
+        with open(log, encoding="utf-8", errors="replace") as f:
+            lines = [line.strip() for line in f.readlines()[-40:]]
+    except OSError:
+        return ""
+    lines = [line for line in lines if line and not line.startswith(("===", "(set MMRL_DEBUG"))]
+    errors = [line for line in lines if "Error" in line or "error" in line]
+    return (errors or lines or [""])[-1][:300]
+
+
 def settle(job: Job, log: str, rc: Optional[int]) -> None:
-    """Done when the result reader finds the job's result, failed otherwise."""
-    accuracy = job_accuracy(job)
+    """Done when the result reader finds the job's result, failed otherwise (with the reason its
+    log ends with). A result that cannot be read fails this job only."""
+    try:
+        accuracy = job_accuracy(job)
+    except LaunchError as err:
+        job.status, job.detail = "failed", f"{log} ({err})"
+        return
     if accuracy:
         job.status, job.detail = "done", f"accuracy {accuracy}%"
     else:
         how = f"exit {rc}" if rc is not None else "ended"
-        job.status, job.detail = "failed", f"{log} ({how}, no result in {job.dir}/log.txt)"
+        reason = last_error(log)
+        job.status, job.detail = "failed", f"{log} ({how}, no result in {job.dir}/log.txt{': ' + reason if reason else ''})"
+
+
+def unusable_folder(job: Job) -> Optional[str]:
+    """Why a job cannot start in its folder (a path taken by a file, a folder that cannot be
+    made or written), or None; the job is then failed before it starts, and the others run."""
+    path = job.dir
+    if os.path.exists(path) and not os.path.isdir(path):
+        return f"cannot start: its folder {path} is a file; move the file away or choose another OUTPUT"
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as err:
+        return f"cannot start: cannot create its folder {path} ({err.strerror or err}); choose another OUTPUT"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"cannot start: its folder {path} is not writable; choose another OUTPUT"
+    return None
 
 
 def start_job(argv: Sequence[str], **kwargs: object) -> subprocess.Popen:
@@ -234,9 +275,19 @@ def run_pool(jobs: List[Job], slots: List[Dict[str, str]], status_file: str) -> 
                     continue
                 if not free:
                     break
-                slot = free.pop(0)
                 waiting.remove(job)
-                running.append(start_pool_job(job, slot, slots[slot]))
+                problem = unusable_folder(job)
+                if problem is None:
+                    slot = free.pop(0)
+                    try:
+                        running.append(start_pool_job(job, slot, slots[slot]))
+                        continue
+                    except OSError as err:  # its log cannot be written, its command not started
+                        free.insert(0, slot)
+                        problem = f"cannot start: {err}"
+                job.status, job.detail = "failed", problem
+                print(f"[pool] FAILED {job.tag}: {job.detail}", flush=True)
+                write_status(status_file, job)
             time.sleep(0.2)
     finally:
         if interrupted or running:
@@ -257,7 +308,6 @@ def run_pool(jobs: List[Job], slots: List[Dict[str, str]], status_file: str) -> 
 
 
 def start_pool_job(job: Job, slot: int, slot_env: Dict[str, str]) -> Running:
-    os.makedirs(job.dir, exist_ok=True)
     log = os.path.join(job.dir, POOL_LOG)
     with open(log, "a", encoding="utf-8") as f:
         f.write(f"=== {job.tag}: started {stamp()} ({slot_name(slot_env)}) ===\n")
@@ -444,7 +494,18 @@ def run_slurm(jobs: List[Job], options: SlurmOptions, status_file: str, wait: bo
     try:
         for job in jobs:
             folder = os.path.join(job.dir, SLURM_FOLDER)
-            os.makedirs(folder, exist_ok=True)
+            problem = unusable_folder(job)
+            if problem is None and job.needs is not None and job.needs.status == "failed":
+                problem = f"not run: the job it needs ({job.needs.tag}) failed"
+            if problem is None:
+                try:
+                    os.makedirs(folder, exist_ok=True)
+                except OSError as err:
+                    problem = f"cannot start: cannot create {folder} ({err.strerror or err})"
+            if problem is not None:
+                job.status, job.detail = "failed", problem
+                print(f"[slurm] FAILED {job.tag}: {job.detail}", flush=True)
+                continue
             executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=requeues)
             extra = dict(params["additional_parameters"])  # type: ignore[arg-type]
             after = ids[job.needs.dir] if job.needs is not None else (queued_job(job.after) if job.after else "")
@@ -468,15 +529,16 @@ def run_slurm(jobs: List[Job], options: SlurmOptions, status_file: str, wait: bo
                   f" -> {folder}/{job_id}_0_log.out", flush=True)
     except LaunchError:
         for job in jobs:
-            if job.status == "submitted":
+            if job.status in ("submitted", "failed"):
                 write_status(status_file, job)
         raise
-    if not wait:
-        for job in jobs:
+    for job in jobs:
+        if job.status == "failed" or not wait:
             write_status(status_file, job)
+    if not wait:
         return
-    print(f"[slurm] waiting for {len(jobs)} jobs (WAIT=1)", flush=True)
-    remaining = {job.dir: job for job in jobs}
+    remaining = {job.dir: job for job in jobs if job.status == "submitted"}
+    print(f"[slurm] waiting for {len(remaining)} jobs (WAIT=1)", flush=True)
     seen: Dict[str, str] = {}
     while remaining:
         time.sleep(poll_s)
@@ -566,7 +628,7 @@ def queued_job(folder: str) -> str:
     return job_id if state in SLURM_ACTIVE else ""
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def _main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mmrl.launch", description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=("check", "run", "in-flight"))
     parser.add_argument("folder", nargs="?", help="in-flight: the job folder")
@@ -574,7 +636,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--status", help="run: the status file the outcome of each job is appended to")
     args = parser.parse_args(argv)
     jobs: List[Job] = []
-    try:
+    if True:
         if args.action == "in-flight":
             if not args.folder:
                 raise LaunchError("in-flight needs the job folder")
@@ -595,11 +657,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             run_slurm(jobs, settings.slurm, args.status, settings.wait == "1", settings.poll_s)
         elif settings.launcher == "local":
             raise LaunchError("LAUNCHER=local runs the jobs in the scripts themselves, not through mmrl.launch")
-    except LaunchError as err:
-        print(f"ERROR: {err}", file=sys.stderr)
-        return 2
     # 1: a job failed (it is in the status file); 2: the launcher itself could not run.
     return 1 if any(job.status == "failed" for job in jobs) else 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Exit codes: 0 every job done, 1 a job failed (each in the status file), 2 the launcher
+    itself could not run (one line)."""
+    return run_main(_main, argv, errors=BASIC_ERRORS, error_code=2)
 
 
 if __name__ == "__main__":

@@ -36,13 +36,14 @@ from tabulate import tabulate
 from tqdm import tqdm
 from yacs.config import CfgNode
 
+from mmrl.cli import UserError, check_output_file, run_main, user_errors
 from mmrl.config import default_cfg
 from mmrl.dassl.config import merge_from_file_checked
 from mmrl.dassl.data.data_manager import read_image
 from mmrl.dassl.data.transforms import build_transform
 from mmrl.dassl.engine.trainer import autocast_for, resolve_precision
 from mmrl.model.checkpoint import LearnerCheckpoint, model_from_checkpoint, read_learner
-from mmrl.model.clip_loader import CLIPWeightsUnavailable, check_input_size, class_prompts, load_clip
+from mmrl.model.clip_loader import check_input_size, class_prompts, load_clip
 from mmrl.model.mmrl import CLASS_TOKEN, FUSED, RepresentationCLIP, decoupled_inference
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -51,9 +52,24 @@ FORMATS = ("table", "csv", "json")
 # Images per forward pass; the trainer's evaluation runs its batches in chunks of the same size.
 BATCH_SIZE = 32
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-USER_ERRORS = (FileNotFoundError, NotADirectoryError, ValueError, KeyError, RuntimeError, CLIPWeightsUnavailable)
 
-ImageInput = Union[str, Image.Image]
+ImageInput = Union[str, "os.PathLike[str]", Image.Image]
+ACCEPTED = "an image path (str or os.PathLike), a PIL image, or a list of them"
+
+
+def _as_items(images: Any) -> List[ImageInput]:
+    """``images`` as a list of items: one path or PIL image is one item (a string is not a
+    sequence of paths); anything else is a TypeError that says what is accepted."""
+    if isinstance(images, (str, os.PathLike, Image.Image)):
+        return [images]
+    if isinstance(images, (bytes, dict)) or not hasattr(images, "__iter__"):
+        raise TypeError(f"predict() takes {ACCEPTED}, not {type(images).__name__}")
+    items = list(images)
+    for i, item in enumerate(items):
+        if not isinstance(item, (str, os.PathLike, Image.Image)):
+            raise TypeError(f"predict(): item {i} ({item!r:.60}) is of type {type(item).__name__}; "
+                            f"each item must be an image path (str or os.PathLike) or a PIL image")
+    return items
 
 
 @dataclass
@@ -93,7 +109,7 @@ class Predictor:
         return f"{self.scored} logits ({self.reason})"
 
     def _tensor(self, image: ImageInput) -> torch.Tensor:
-        img = read_image(image) if isinstance(image, str) else image.convert("RGB")
+        img = image.convert("RGB") if isinstance(image, Image.Image) else read_image(os.fspath(image))
         return self.transform(img)
 
     @torch.no_grad()
@@ -103,17 +119,22 @@ class Predictor:
             logits = self.model.inference_logits(images.to(self.device), self.text_features, self.scored)
         return logits.float()
 
-    def predict(self, images: Sequence[ImageInput], topk: int = 5, batch_size: int = BATCH_SIZE,
+    def predict(self, images: Union[ImageInput, Sequence[ImageInput]], topk: int = 5, batch_size: int = BATCH_SIZE,
                 skip_unreadable: bool = False, progress: bool = False) -> List[Prediction]:
-        """Top-``topk`` classes with probabilities for each image (a path or a PIL image), in order.
+        """Top-``topk`` classes with probabilities for each image (a path or a PIL image), in order;
+        a single path or image is one item (a list of one prediction).
 
         An unreadable file raises an error naming it, or with ``skip_unreadable`` gets a
         :class:`Prediction` with ``error`` set and no classes.
         """
-        if topk < 1:
-            raise ValueError(f"topk must be at least 1, got {topk}")
+        images = _as_items(images)
+        for name, value in (("topk", topk), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"predict(): {name} must be an int, not {type(value).__name__}")
+            if value < 1:
+                raise ValueError(f"predict(): {name} must be at least 1, got {value}")
         k = min(topk, len(self.classnames))
-        names = [img if isinstance(img, str) else f"<image {i}>" for i, img in enumerate(images)]
+        names = [f"<image {i}>" if isinstance(img, Image.Image) else os.fspath(img) for i, img in enumerate(images)]
         out: List[Optional[Prediction]] = [None] * len(images)
         starts = range(0, len(images), batch_size)
         for start in tqdm(starts, file=sys.stderr, disable=not progress or None, desc="predict", unit="batch"):
@@ -143,10 +164,16 @@ class Predictor:
 
 def read_classnames(path: str) -> List[str]:
     """One class name per line (blank lines ignored)."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"--classnames {path} is a folder: give a text file with one class name per line")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--classnames {path}: no such file (give a text file with one class name per line)")
-    with open(path, encoding="utf-8") as f:
-        names = [line.strip() for line in f if line.strip()]
+    try:
+        with open(path, encoding="utf-8") as f:
+            names = [line.strip() for line in f if line.strip()]
+    except UnicodeDecodeError as err:
+        raise ValueError(f"--classnames {path} is not UTF-8 text ({err.reason} at byte {err.start}): "
+                         "give a text file with one class name per line") from None
     if not names:
         raise ValueError(f"--classnames {path} holds no class names (one per line)")
     if len(set(names)) != len(names):
@@ -185,9 +212,55 @@ def load(run_dir: str, epoch: Optional[int] = None, classnames: Optional[Sequenc
     "class" force one; ``config_file`` replaces the stored config (reference checkpoints:
     default ``configs/trainers/<variant>/vit_b16.yaml``). What loading prints goes to stderr.
     """
+    run_dir, classnames, device = _check_load_args(run_dir, epoch, classnames, template, device)
     # The engine's progress lines (CLIP loading, transforms) are diagnostics: stdout is kept for results.
     with contextlib.redirect_stdout(sys.stderr):
         return _load(run_dir, epoch, classnames, template, logits, config_file, backbone_path, device)
+
+
+def _check_load_args(run_dir: Any, epoch: Any, classnames: Any, template: Any,
+                     device: Any) -> Tuple[str, Optional[List[str]], Optional[str]]:
+    """load()'s arguments checked before anything is read: types (TypeError) and values (ValueError)."""
+    if not isinstance(run_dir, (str, os.PathLike)):
+        raise TypeError(f"load(): run_dir must be a folder path (str or os.PathLike), not {type(run_dir).__name__}")
+    run_dir = os.fspath(run_dir)
+    if os.path.isfile(run_dir):
+        raise NotADirectoryError(f"--model-dir {run_dir} is a file: give the output folder of a training run "
+                                 "(the folder that holds MultiModalRepresentationLearner/)")
+    if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int)):
+        raise TypeError(f"load(): epoch must be an int or None, not {type(epoch).__name__}")
+    names = None
+    if classnames is not None:
+        if isinstance(classnames, (str, bytes)) or not hasattr(classnames, "__iter__"):
+            raise TypeError(f"load(): classnames must be a list of class names, not {type(classnames).__name__}")
+        names = list(classnames)
+        bad = [n for n in names if not isinstance(n, str) or not n.strip()]
+        if bad or not names:
+            raise ValueError(f"classnames must be non-empty strings, got {bad[0]!r}" if bad
+                             else "classnames is empty: give at least one class name")
+    if template is not None:
+        if not isinstance(template, str):
+            raise TypeError(f"load(): template must be a str, not {type(template).__name__}")
+        try:
+            filled = template.format("x")
+        except (IndexError, KeyError, ValueError) as err:
+            raise ValueError(f"--template {template!r}: not a prompt template ({type(err).__name__}: {err}); "
+                             "write it with one {} for the class name, e.g. 'a photo of a {}.'") from None
+        if filled == template:
+            raise ValueError(f"--template {template!r} has no {{}} for the class name, e.g. 'a photo of a {{}}.'")
+    if device is not None:
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"--device {device!r} is not a device: use cpu, cuda or cuda:N") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: CUDA is not available here (torch.cuda.is_available() is False); "
+                             "use --device cpu")
+        if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s) "
+                             f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+        device = str(dev)
+    return run_dir, names, device
 
 
 def _load(run_dir: str, epoch: Optional[int], classnames: Optional[Sequence[str]], template: Optional[str],
@@ -313,31 +386,38 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def _main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.batch_size < 1 or args.topk < 1:
-        print("Error: --batch-size and --topk must be at least 1", file=sys.stderr)
-        return 2
-    try:
-        names = read_classnames(args.classnames) if args.classnames else None
-        predictor = load(args.model_dir, args.load_epoch, names, args.template, args.logits,
-                         args.config_file, args.backbone_path, args.device)
-    except USER_ERRORS as err:
-        print(f"Error: {err}", file=sys.stderr)
-        return 2
+    for flag, value in (("--batch-size", args.batch_size), ("--topk", args.topk)):
+        if value < 1:
+            raise UserError(f"{flag} must be at least 1, got {value}")
+    if args.load_epoch is not None and args.load_epoch < 1:
+        raise UserError(f"--load-epoch must be a saved epoch (1 or more), got {args.load_epoch}")
+    if args.output:
+        # Before anything is computed: the predictions must have somewhere to go.
+        check_output_file(args.output, "--output")
     files, missing = find_images(args.paths)
     for path in missing:
         print(f"Skipped: {path} does not exist", file=sys.stderr)
     if not files:
-        print(f"Error: no images found in {' '.join(args.paths)}", file=sys.stderr)
-        return 2
+        raise UserError(f"no images found in {' '.join(args.paths)} (give image files, or folders that hold "
+                        f"{', '.join(IMAGE_EXTENSIONS[:3])} ... files)")
+    names = read_classnames(args.classnames) if args.classnames else None
+    predictor = load(args.model_dir, args.load_epoch, names, args.template, args.logits,
+                     args.config_file, args.backbone_path, args.device)
     print(f"Scoring the {predictor.rule}", file=sys.stderr)
     predictions = predictor.predict(files, args.topk, args.batch_size, skip_unreadable=True, progress=True)
     skipped = [p for p in predictions if p.error is not None]
     text = render(predictions, args.format, predictor, args.topk)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
+        try:
+            with open(args.output, "w", encoding="utf-8") as f:
+                f.write(text + "\n")
+        except OSError as err:
+            # Checked at the start, yet gone since (a full disk, a removed folder): the work is kept.
+            print(text)
+            raise UserError(f"--output {args.output}: could not write ({err.strerror or err}); "
+                            "the predictions are printed above") from err
         print(f"Predictions of {len(predictions) - len(skipped)} images written to {args.output}", file=sys.stderr)
     else:
         print(text)
@@ -348,6 +428,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Exit codes: 0 all predicted, 1 some paths could not be (each named), 2 nothing was (one line)."""
+    return run_main(_main, argv, error_code=2, errors=user_errors() + (RuntimeError,))
 
 
 if __name__ == "__main__":

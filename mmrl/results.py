@@ -32,6 +32,20 @@ FORMAT_VERSION = 1
 # results.json fields that hold a metric, keyed by the name of its "* <name>: X%" log line.
 METRIC_FIELDS = ("accuracy", "error", "macro_f1", "average")
 
+# The type of each field a reader may use; a field of another type makes the record unusable.
+_NUMBER = (int, float)
+_TEXT = (str, type(None))
+RECORD_FIELDS: Dict[str, Tuple[type, ...]] = {
+    "format": (int,), "split": _TEXT, "total": (int,), "correct": (int,),
+    **{name: _NUMBER for name in METRIC_FIELDS},
+    "task": _TEXT, "logits": _TEXT, "epoch": (int, type(None)), "after_training": (bool,),
+    "trainer": _TEXT, "dataset": _TEXT, "subsample": _TEXT, "shots": (int,), "seed": (int,),
+    "config_file": _TEXT, "dataset_config_file": _TEXT, "backbone": _TEXT,
+    "wall_time_s": _NUMBER, "finished_at": _TEXT, "log": _TEXT,
+}
+# Every record the engine writes holds these; one without them is not a result.
+REQUIRED_FIELDS = ("accuracy",)
+
 _STAMP = re.compile(r"^log\.txt-(\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d)(?:-(\d+))?$")
 
 
@@ -89,8 +103,33 @@ def read_log_metric(log_path: str, regex: "re.Pattern[str]", after: Optional[str
     return value
 
 
+def record_problem(record: Any) -> Optional[str]:
+    """What makes a parsed ``results.json`` unusable (a missing or wrong-typed field), or None."""
+    if not isinstance(record, dict):
+        return f"not a JSON object but a JSON {type(record).__name__}"
+    for name in REQUIRED_FIELDS:
+        if name not in record:
+            return f"no '{name}' field"
+    for name, types in RECORD_FIELDS.items():
+        if name not in record:
+            continue
+        value = record[name]
+        # JSON's true/false are Python bools, which are ints: only after_training may be one.
+        wrong = not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
+        if not wrong and name in METRIC_FIELDS and not (0.0 <= float(value) <= 100.0):
+            return f"'{name}' is {value!r}, not a percentage between 0 and 100"
+        if wrong:
+            want = " or ".join("null" if t is type(None) else {"int": "a whole number", "float": "a number",
+                                                               "str": "a string", "bool": "true/false"}[t.__name__]
+                               for t in types if not (t is int and float in types))
+            return f"'{name}' is {json.dumps(value)[:40]}, not {want}"
+    return None
+
+
 def read_record(folder: str) -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
-    """(the contents of ``folder/results.json``, None), or (None, why it cannot be used)."""
+    """(the contents of ``folder/results.json``, None), (None, why it cannot be used), or
+    (None, None) where there is none. A record that cannot be used makes the run unfinished
+    (its result is not known), whatever its logs say."""
     path = os.path.join(folder, RESULTS_FILE)
     if not os.path.isfile(path):
         return None, None
@@ -98,9 +137,10 @@ def read_record(folder: str) -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
         with open(path, encoding="utf-8") as f:
             record = json.load(f)
     except (OSError, ValueError) as err:
-        return None, f"{path}: unreadable ({type(err).__name__}: {err}); the log lines are used instead"
-    if not isinstance(record, dict):
-        return None, f"{path}: not a JSON object; the log lines are used instead"
+        return None, f"{path}: unreadable ({type(err).__name__}: {err}); rerun the test, or delete it to use the log lines"
+    problem = record_problem(record)
+    if problem:
+        return None, f"{path}: {problem}; rerun the test, or delete it to use the log lines"
     return record, None
 
 
@@ -141,8 +181,11 @@ def read_run(folder: str, keyword: str = "accuracy", after_training: bool = Fals
             break
 
     record, problem = read_record(folder)
-    notes = [problem] if problem else []
-    if record is not None and keyword in record and (record.get("after_training") or not after_training):
+    if problem:
+        return RunResult(folder, "unfinished", detail=problem)
+    notes: List[str] = []
+    usable = record is not None and isinstance(record.get(keyword), _NUMBER) and not isinstance(record[keyword], bool)
+    if usable and (record.get("after_training") or not after_training):
         names = [os.path.basename(p) for p in logs]
         # A record whose log is gone (renamed, deleted) counts as the newest thing in the folder.
         index = names.index(record["log"]) if record.get("log") in names else len(logs)
@@ -180,17 +223,25 @@ def write_record(folder: str, record: Mapping[str, Any]) -> str:
 # Command line (the scripts' finished-job check and one-line summary)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description="Print the result of a run folder (nothing if it has none).")
+def _main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mmrl.results", description="Print the result of a run folder (nothing if it has none).")
     parser.add_argument("folder")
     parser.add_argument("--keyword", default="accuracy")
     parser.add_argument("--after-training", action="store_true",
                         help=f"only a test that followed training ('{TRAINING_DONE}') counts")
     args = parser.parse_args(argv)
+    if os.path.exists(args.folder) and not os.path.isdir(args.folder):
+        raise NotADirectoryError(f"{args.folder} is a file: give a run folder (the one that holds log.txt)")
     result = read_run(args.folder, args.keyword, args.after_training)
     if result.finished:
         print(f"{result.value:.1f}")
     return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from mmrl.cli import BASIC_ERRORS, run_main  # mmrl.cli imports nothing heavy either
+
+    return run_main(_main, argv, errors=BASIC_ERRORS)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ read -r -a EXTRA_OPTS <<< "${OPTS:-}"
 B2N_SHOTS=16
 CROSS_SUFFIX=cross_datasets
 die() {
-    echo "ERROR: $*" >&2
+    echo "Error: $*" >&2
     exit 1
 }
 

@@ -264,3 +264,18 @@ def test_bad_task_is_rejected():
 def test_odd_opts_are_rejected():
     with pytest.raises(ValueError, match="KEY VALUE pairs"):
         cfg_for("TASK")
+
+
+def test_a_missing_trainer_or_an_empty_yaml_is_named(tmp_path):
+    dataset = write_dataset_yaml(tmp_path, "SyntheticDemo")
+    # A method YAML that sets no TRAINER.NAME, and no --trainer: the flag is what is missing.
+    with pytest.raises(ValueError, match=f"^--trainer is missing and {MMRL_YAML} sets no TRAINER.NAME: name the "
+                                         "trainer to run"):
+        assembled("--config-file", MMRL_YAML, "--dataset-config-file", dataset)
+    for content in ("", "# nothing but a comment\n", "{}\n"):
+        empty = tmp_path / "empty.yaml"
+        empty.write_text(content)
+        with pytest.raises(ValueError, match=f"^--config-file {empty} is empty: give the YAML with the method's"):
+            assembled("--trainer", "MMRL", "--config-file", str(empty), "--dataset-config-file", dataset)
+        with pytest.raises(ValueError, match=f"^--dataset-config-file {empty} is empty"):
+            assembled("--trainer", "MMRL", "--config-file", MMRL_YAML, "--dataset-config-file", str(empty))

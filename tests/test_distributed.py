@@ -9,6 +9,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -294,3 +295,66 @@ def test_seeded_augmentation_is_a_function_of_seed_epoch_and_index(shared_root):
     a, b = data[2]["img"], data[2]["img"]
     torch.manual_seed(0)
     assert torch.equal(data[2]["img"], a) and not torch.equal(a, b)
+
+
+def read_or_empty(path) -> str:
+    return open(path).read() if os.path.isfile(path) else ""
+
+
+def wait_until(condition, timeout: float = 600.0) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, f"timed out after {timeout:.0f}s"
+        time.sleep(0.1)
+
+
+def rank_pid(agents: List[subprocess.Popen], rank: int) -> int:
+    """The pid of the worker whose RANK is ``rank`` among those of the torchrun ``agents`` (the
+    rendezvous, not the node rank, decides which node runs which rank)."""
+    for agent in agents:
+        for pid in subprocess.run(["pgrep", "-P", str(agent.pid)], capture_output=True, text=True).stdout.split():
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if f"RANK={rank}".encode() in f.read().split(b"\0"):
+                    return int(pid)
+    raise AssertionError(f"no worker of RANK {rank} under torchrun {[a.pid for a in agents]}")
+
+
+def test_a_killed_rank_is_named_by_the_survivor(shared_root, tmp_path):
+    """kill -9 of rank 1 in its second epoch: rank 0 ends with one line naming it and where the run
+    resumes, never the backend's traceback, whatever stops it first (Gloo's connection reset, or
+    torchrun's SIGTERM once it sees a worker die)."""
+    run = b2n_runs("MMRL", shared_root, tmp_path / "two-nodes")[0][:-len(SETTINGS)] + [
+        "DATASET.NUM_SHOTS", "8", "OPTIM.MAX_EPOCH", "10", "TRAIN.PRINT_FREQ", "1", "DISTRIBUTED.TIMEOUT", str(TIMEOUT_S)]
+    port = free_port()
+    agents = {"two-nodes": [start(two_nodes(node, port), tmp_path / f"n{node}.json", run) for node in (0, 1)],
+              "one-node": [start(torchrun(2), tmp_path / "one.json",
+                                 [a.replace("two-nodes", "one-node") for a in run])]}
+    seen = {}
+    try:
+        for name, procs in agents.items():
+            # Rank 0 alone writes the log, line by line: the moment to kill is read there.
+            wait_until(lambda: "epoch [2/10] batch [3/" in read_or_empty(tmp_path / name / "base" / "log.txt"))
+            os.kill(rank_pid(procs, 1), signal.SIGKILL)
+            seen[name] = "".join(finish(p, check=False) for p in procs)
+    finally:
+        for proc in (p for procs in agents.values() for p in procs if p.poll() is None):
+            proc.kill()
+            proc.wait()
+    line = re.compile(r"^\[rank 0\] Error: rank 1 stopped \(connection reset\) during epoch (\d+); "
+                      r"rerun the same command to resume from epoch (\d+)$", re.M)
+    # On rank 1's node torchrun stops rank 0 with SIGTERM while it names the lost rank: 143. Alone on
+    # its node, rank 0 ends with 1, or 143 when its own agent, losing the rendezvous, stops it first.
+    for name, codes in (("two-nodes", ([1], [143])), ("one-node", ([143],))):
+        out = seen[name]
+        found = line.findall(out)
+        assert len(found) == 1, (name, [l for l in out.splitlines() if "[rank" in l or "Error:" in l])
+        epoch, resume = map(int, found[0])
+        assert epoch >= 2 and resume == epoch - 1
+        # Rank 0's main() return code, as the harness recorded it (whichever node it ran on).
+        records = [r for r in (tmp_path / "n0.json", tmp_path / "n1.json", tmp_path / "one.json")
+                   if r.is_file() and (r.name == "one.json") == (name == "one-node")]
+        assert len(records) == 1 and json.load(open(records[0]))["rc"] in codes, out[-4000:]
+        assert "gloo/transport" not in out and "train.py\", line" not in out, out[-4000:]
+        assert line.search(open(tmp_path / name / "base" / "log.txt").read())
+        saved = sorted(os.listdir(tmp_path / name / "base" / LEARNER))
+        assert "checkpoint" in saved and f"model.pth.tar-{epoch - 1}" in saved and f"model.pth.tar-{epoch}" not in saved

@@ -2,6 +2,7 @@
 import os
 import pickle
 import random
+import subprocess
 import sys
 import types
 
@@ -152,13 +153,17 @@ def test_reads_pickle_written_by_dassl(tmp_path):
     FakeDatum.__name__ = FakeDatum.__qualname__ = "Datum"
     FakeDatum.__module__ = fake.__name__
     fake.Datum = FakeDatum
+    saved = {name: sys.modules.get(name) for name in module_names}  # the engine's stand-ins
     for name in module_names:
         sys.modules[name] = fake if name == fake.__name__ else types.ModuleType(name)
     try:
         payload = pickle.dumps({"train": [FakeDatum(str(img), 3, "cat")], "val": []}, protocol=pickle.HIGHEST_PROTOCOL)
     finally:
-        for name in module_names:
-            del sys.modules[name]
+        for name, module in saved.items():
+            if module is None:
+                del sys.modules[name]
+            else:
+                sys.modules[name] = module
     assert b"dassl.data.datasets.base_dataset" in payload
 
     cache_dir = tmp_path / "split_fewshot"
@@ -169,6 +174,98 @@ def test_reads_pickle_written_by_dassl(tmp_path):
     (item,) = train
     assert isinstance(item, Datum)
     assert (item.impath, item.label, item.domain, item.classname) == (str(img), 3, 0, "cat")
+
+
+# A minimal Dassl: the package path and the Datum class of Dassl.pytorch, nothing else.
+FAKE_DASSL_DATUM = """
+class Datum:
+    def __init__(self, impath="", label=0, domain=0, classname=""):
+        self._impath, self._label, self._domain, self._classname = impath, label, domain, classname
+"""
+# Run with only the fake Dassl on the path (no site-packages, so no mmrl): write or read a cache
+# with plain pickle, as Dassl's dataset code does.
+ON_REAL_DASSL = """
+import pickle, sys
+sys.path.insert(0, sys.argv[1])
+from dassl.data.datasets.base_dataset import Datum
+try:
+    import mmrl
+    raise SystemExit("mmrl is importable here")
+except ImportError:
+    pass
+if sys.argv[2] == "write":
+    data = {"train": [Datum(line.split()[0], int(line.split()[1]), 0, line.split()[2]) for line in sys.argv[4:]], "val": []}
+    with open(sys.argv[3], "wb") as f:
+        pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
+else:
+    with open(sys.argv[3], "rb") as f:
+        data = pickle.load(f)
+    for d in data["train"]:
+        assert type(d) is Datum
+        print(d._impath, d._label, d._classname)
+"""
+
+
+class LineageStyleDataset(DatasetBase):
+    """Few-shot block of the lineage's dataset files (CoOp's OxfordPets and the others), ported
+    with the ``mmrl.dassl`` import prefix: it pickles the draw itself, with plain ``pickle``."""
+
+    def __init__(self, root, items, num_shots, seed):
+        preprocessed = os.path.join(root, "split_fewshot", f"shot_{num_shots}-seed_{seed}.pkl")
+        if os.path.exists(preprocessed):
+            with open(preprocessed, "rb") as file:
+                data = pickle.load(file)
+                train = data["train"]
+        else:
+            train = self.generate_fewshot_dataset(items, num_shots=num_shots)
+            os.makedirs(os.path.dirname(preprocessed), exist_ok=True)
+            with open(preprocessed, "wb") as file:
+                pickle.dump({"train": train, "val": []}, file, protocol=pickle.HIGHEST_PROTOCOL)
+        super().__init__(train_x=train, val=[], test=items)
+
+
+def _fake_dassl(tmp_path) -> str:
+    package = tmp_path / "fake-dassl" / "dassl" / "data" / "datasets"
+    package.mkdir(parents=True)
+    for folder in (package, package.parent, package.parent.parent):
+        (folder / "__init__.py").write_text("")
+    (package / "base_dataset.py").write_text(FAKE_DASSL_DATUM)
+    return str(tmp_path / "fake-dassl")
+
+
+def _on_real_dassl(fake: str, *args: str) -> str:
+    proc = subprocess.run([sys.executable, "-I", "-S", "-c", ON_REAL_DASSL, fake, *args], capture_output=True,
+                          text=True, timeout=60, cwd=fake)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_lineage_dataset_code_caches_read_both_ways_with_plain_pickle(tmp_path):
+    fake = _fake_dassl(tmp_path)
+    items = make_items(tmp_path)
+    # Written here by the lineage's code, read by Dassl: the pickle names Dassl's class, not mmrl's.
+    random.seed(1)
+    ours = LineageStyleDataset(str(tmp_path / "a"), items, 2, 1)
+    cache = tmp_path / "a" / "split_fewshot" / "shot_2-seed_1.pkl"
+    assert b"dassl.data.datasets.base_dataset" in cache.read_bytes() and b"mmrl" not in cache.read_bytes()
+    read = _on_real_dassl(fake, "read", str(cache)).splitlines()
+    assert read == [f"{d.impath} {d.label} {d.classname}" for d in ours.train_x]
+    # ... and read back here by the same code: no draw, the same items.
+    random.seed(99)
+    again = LineageStyleDataset(str(tmp_path / "a"), items, 2, 1)
+    assert [(d.impath, d.label) for d in again.train_x] == [(d.impath, d.label) for d in ours.train_x]
+    assert all(type(d) is Datum for d in again.train_x)
+    # Written by Dassl, read here by the lineage's code.
+    theirs = tmp_path / "b" / "split_fewshot" / "shot_1-seed_1.pkl"
+    theirs.parent.mkdir(parents=True)
+    _on_real_dassl(fake, "write", str(theirs), *(f"{d.impath} {d.label} {d.classname}" for d in items[:3]))
+    loaded = LineageStyleDataset(str(tmp_path / "b"), items, 1, 1)
+    assert all(type(d) is Datum for d in loaded.train_x)
+    assert [(d.impath, d.label, d.domain, d.classname) for d in loaded.train_x] == [
+        (d.impath, d.label, 0, d.classname) for d in items[:3]]
+    # The stand-in module path holds Datum only: Dassl's other modules are still absent.
+    with pytest.raises(ModuleNotFoundError):
+        __import__("dassl.engine")
 
 
 def test_corrupt_cache_names_file(tmp_path):

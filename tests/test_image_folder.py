@@ -139,3 +139,28 @@ def test_too_few_images_for_a_split(tmp_path):
     make_tree(tmp_path, per_class=1)
     with pytest.raises(ValueError, match=r"cat has 1 images, too few for at least one train and one test"):
         build(tmp_path)
+
+
+def test_a_saved_split_that_no_longer_matches_the_folder_is_reported(tmp_path):
+    folder = make_tree(tmp_path)
+    build(tmp_path)
+    split = os.path.join(folder, "split_image_folder.json")
+    for i in range(6):
+        tiny_image(os.path.join(folder, "lynx", f"img{i}.jpg"), 100 + i)
+    os.rename(os.path.join(folder, "zebra"), os.path.join(tmp_path, "zebra-moved"))
+    with pytest.raises(ValueError) as err:
+        build(tmp_path)
+    assert str(err.value).startswith(f"ImageFolder: the saved split {split} no longer matches {folder}: "
+                                     "class folders added since: lynx; class folders in the split but gone: zebra. "
+                                     f"To draw a new split, delete {split} and the few-shot caches in ")
+    for name in os.listdir(os.path.join(folder, "lynx")):
+        os.remove(os.path.join(folder, "lynx", name))
+    os.rmdir(os.path.join(folder, "lynx"))
+    os.rename(os.path.join(tmp_path, "zebra-moved"), os.path.join(folder, "zebra"))
+    with open(os.path.join(folder, "names.txt"), "w") as f:
+        f.write("cat house cat\ngolden_retriever golden_retriever\nzebra zebra\n")
+    with pytest.raises(ValueError, match="class names differ \\(DATASET.FOLDER.CLASSNAMES\\): 'cat' is 'cat' in the "
+                                         "split, 'house cat' now"):
+        build(tmp_path, CLASSNAMES="names.txt")
+    os.remove(split)  # what the message says: a new split is drawn
+    assert build(tmp_path, CLASSNAMES="names.txt").classnames[0] == "house cat"

@@ -231,6 +231,31 @@ def test_failed_job_reported_with_its_log(launcher, data, tmp_path):
     assert final_accuracy_or_none(os.path.join(output, TEST.format(1))) is None
 
 
+@pytest.mark.parametrize("launcher", ["pool", pytest.param("slurm", marks=pytest.mark.slurm)])
+def test_a_job_that_cannot_start_fails_alone(launcher, data, tmp_path):
+    output = str(tmp_path / "output")
+    blocked = os.path.join(output, TRAIN.format(2))
+    os.makedirs(os.path.dirname(blocked))
+    with open(blocked, "w") as f:
+        f.write("a file where the job's folder goes")
+    env = sweep_env(data, output, launcher, SLOTS="2", OPTS="OPTIM.MAX_EPOCH 1")
+    proc = sweep(env, "MMRL", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert summary(proc.stdout).endswith("2 done, 0 skipped (existing results), 2 failed")
+    lines = proc.stdout.splitlines()
+    failed = lines[lines.index("Failed jobs (with their logs):") + 1:][:2]
+    assert failed == [f"  MMRL demo seed2 base2new_train: cannot start: its folder {blocked} is a file; "
+                      "move the file away or choose another OUTPUT",
+                      "  MMRL demo seed2 base2new_test: not run: the job it needs (MMRL demo seed2 base2new_train) failed"]
+    assert not lines[lines.index("Failed jobs (with their logs):") + 3:] or \
+        not lines[lines.index("Failed jobs (with their logs):") + 3].startswith("  MMRL")
+    # Seed 1 ran to its end, its result in the table; the blocking file is untouched.
+    assert final_accuracy(os.path.join(output, TRAIN.format(1), "log.txt")) is not None
+    assert final_accuracy(os.path.join(output, TEST.format(1), "log.txt")) is not None
+    assert [row for row in table(proc.stdout) if row.startswith("| demo")][0].count("(1)") == 2
+    assert open(blocked).read() == "a file where the job's folder goes"
+
+
 def final_accuracy_or_none(job_dir: str):
     log = os.path.join(job_dir, "log.txt")
     return final_accuracy(log) if os.path.isfile(log) else None
@@ -300,27 +325,27 @@ def error_of(env: Dict[str, str], *args: str) -> str:
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert not os.path.exists(env["OUTPUT"])
-    return proc.stderr.strip().splitlines()[-1]
+    return [line for line in proc.stderr.strip().splitlines() if not line.startswith("(set MMRL_DEBUG")][-1]
 
 
 def test_unknown_launcher(tmp_path):
     env = sweep_env(str(tmp_path / "data"), str(tmp_path / "output"), "cloud")
-    assert error_of(env) == "ERROR: unknown LAUNCHER 'cloud': use one of local, pool, slurm"
+    assert error_of(env) == "Error: unknown LAUNCHER 'cloud': use one of local, pool, slurm"
 
 
 def test_pool_needs_gpus_or_slots(tmp_path):
     env = sweep_env(str(tmp_path / "data"), str(tmp_path / "output"), "pool")
     env.pop("SLOTS", None)
     env.pop("GPUS", None)
-    assert error_of(env) == ("ERROR: LAUNCHER=pool needs GPUS=0,1,... (one job per GPU) or SLOTS=N "
+    assert error_of(env) == ("Error: LAUNCHER=pool needs GPUS=0,1,... (one job per GPU) or SLOTS=N "
                              "(N CPU jobs at a time)")
-    assert error_of(env, "--gpus", "0,x") == ("ERROR: GPUS must list GPU indices (or UUIDs) separated by "
+    assert error_of(env, "--gpus", "0,x") == ("Error: GPUS must list GPU indices (or UUIDs) separated by "
                                              "commas, e.g. GPUS=0,1,2,3; got '0,x'")
 
 
 def test_unknown_option(tmp_path):
     env = sweep_env(str(tmp_path / "data"), str(tmp_path / "output"), "local")
-    assert error_of(env, "--partiton", "gpu").startswith("ERROR: unknown option --partiton: the options are ")
+    assert error_of(env, "--partiton", "gpu").startswith("Error: unknown option --partiton: the options are ")
 
 
 def test_slurm_without_submitit(tmp_path):
@@ -328,7 +353,7 @@ def test_slurm_without_submitit(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")], check=True)
     env = sweep_env(str(tmp_path / "data"), str(tmp_path / "output"), "slurm",
                     PYTHON=str(tmp_path / "venv" / "bin" / "python"), PYTHONPATH=REPO)
-    assert "ERROR: LAUNCHER=slurm cannot submit: the Python package submitit is not installed " \
+    assert "Error: LAUNCHER=slurm cannot submit: the Python package submitit is not installed " \
            "(pip install -e '.[slurm]', or pip install submitit)" in error_of(env)
 
 
@@ -343,11 +368,11 @@ def test_slurm_without_sbatch(tmp_path):
                 (bin_dir / name).symlink_to(os.path.join(folder, name))
     env = sweep_env(str(tmp_path / "data"), str(tmp_path / "output"), "slurm", PATH=str(bin_dir))
     assert error_of(env) == (
-        "ERROR: LAUNCHER=slurm cannot submit: SLURM's sbatch is not on the PATH (run the sweep where SLURM jobs "
+        "Error: LAUNCHER=slurm cannot submit: SLURM's sbatch is not on the PATH (run the sweep where SLURM jobs "
         "are submitted, e.g. a login node, or add SLURM's bin folder to PATH)")
 
 
 def test_sweep_without_its_data_folder(tmp_path):
     env = sweep_env(str(tmp_path / "no-such-folder"), str(tmp_path / "output"), "local", DATASETS="demo dtd")
-    assert error_of(env) == (f"ERROR: DATA={tmp_path / 'no-such-folder'} is not a folder: set DATA to the folder "
+    assert error_of(env) == (f"Error: DATA={tmp_path / 'no-such-folder'} is not a folder: set DATA to the folder "
                              "that holds your datasets (nothing was run)")

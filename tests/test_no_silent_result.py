@@ -14,8 +14,9 @@ import pytest
 
 import datasets  # noqa: F401  (registers the datasets)
 from mmrl.config import build_parser, default_cfg, setup_cfg
-from mmrl.dassl.config import CONFIG_RECORD_FILE, load_config_record
+from mmrl.dassl.config import CONFIG_RECORD_FILE, get_cfg_default, load_config_record
 from mmrl.dassl.data.datasets import build_dataset
+from mmrl.dassl.engine.preflight import check_resume_dir
 from mmrl.dassl.utils import load_checkpoint
 from mmrl.demo.clip import write_mini_clip
 from tests.train_runs import DEMO, REPO, SHORT, assert_clean_error, checkpoint_dir, copy_run, newest_log, train
@@ -54,15 +55,17 @@ def test_rerun_under_another_config_is_refused_unless_forced(finished, tmp_path)
 
     done = train(root, run, *SHORT, "OPTIM.LR", "0.002", "TRAINER.MMRL.N_REP_TOKENS", "3")
     message = assert_clean_error(done, 1, checkpoint, "OPTIM.LR: 0.001 in the checkpoint, 0.002 now",
-                                 "TRAINER.MMRL.N_REP_TOKENS: 5 in the checkpoint, 3 now", "--force")
+                                 "TRAINER.MMRL.N_REP_TOKENS: 5 in the checkpoint, 3 now", "--force",
+                                 "MMRL_FORCE=1")
     assert "another --output-dir" in message
     assert "* accuracy" not in done.stdout
     assert (open(checkpoint, "rb").read(), open(os.path.join(run, CONFIG_RECORD_FILE)).read()) == before
 
-    done = train(root, run, "--force", *SHORT, "OPTIM.LR", "0.002")
+    # The override a lineage train.py (no --force flag) can use; --force sets the same switch.
+    done = train(root, run, *SHORT, "OPTIM.LR", "0.002", env={"MMRL_FORCE": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     log = newest_log(run)
-    assert "under a different config (--force): OPTIM.LR: 0.001 in the checkpoint, 0.002 now" in log
+    assert "under a different config (--force or MMRL_FORCE=1): OPTIM.LR: 0.001 in the checkpoint, 0.002 now" in log
     assert "* accuracy:" in log
 
 
@@ -72,6 +75,11 @@ def test_resume_of_a_missing_folder_is_an_error(finished, tmp_path):
     done = train(root, tmp_path / "out", "--resume", str(missing), *SHORT)
     assert_clean_error(done, 1, f'--resume "{missing}" does not exist')
     assert not (tmp_path / "out").exists()
+    # A regular file is said to be a file (the same check, before anything runs).
+    cfg = get_cfg_default()
+    cfg.RESUME = str(root / "demo" / "split_demo.json")
+    with pytest.raises(NotADirectoryError, match=f'^--resume "{cfg.RESUME}" is a file, not a run folder'):
+        check_resume_dir(cfg)
 
     # A folder that exists but holds no checkpoint is no resume either.
     missing.mkdir()

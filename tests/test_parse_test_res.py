@@ -51,8 +51,16 @@ def write_log(seed_dir: str, acc: Optional[float], train: bool = True, val_acc: 
 
 
 def run(*argv: str, capsys) -> str:
-    parse_test_res.main(list(argv))
+    assert parse_test_res.main(list(argv)) == 0
     return capsys.readouterr().out
+
+
+def error_of(*argv: str, capsys) -> str:
+    """The one error line of a parser run that fails (exit 1, no traceback)."""
+    assert parse_test_res.main([str(a) for a in argv]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.endswith("(set MMRL_DEBUG=1 to see the traceback)\n"), err
+    return err.splitlines()[-2]
 
 
 @pytest.fixture
@@ -162,8 +170,7 @@ def test_lineage_multi_exp(tmp_path, capsys):
 
 def test_lineage_nothing_found(tmp_path, capsys):
     write_log(str(tmp_path / "seed1"), None)
-    with pytest.raises(SystemExit, match=f"Nothing found in {tmp_path}"):
-        run(str(tmp_path), capsys=capsys)
+    assert error_of(str(tmp_path), capsys=capsys).startswith(f"Error: Nothing found in {tmp_path}")
 
 
 def test_table_only_flags_refused_in_lineage_mode(tmp_path, capsys):
@@ -316,5 +323,5 @@ def test_ambiguous_config_folder_needs_cfg(tree, capsys):
 
 
 def test_missing_output_root(tmp_path, capsys):
-    with pytest.raises(SystemExit, match="is not a folder"):
-        run("--table", "b2n", str(tmp_path / "nope"), capsys=capsys)
+    assert error_of("--table", "b2n", str(tmp_path / "nope"), capsys=capsys) == (
+        f"Error: {tmp_path / 'nope'} is not a folder: give the output root that holds base2new/ and few_shot/")

@@ -1,5 +1,7 @@
 """parse_test_res.py --plot: the few-shot and base-to-novel figures, drawn from synthetic log trees."""
 import os
+import subprocess
+import sys
 
 import pytest
 from matplotlib.container import BarContainer  # the test extra installs matplotlib
@@ -7,6 +9,7 @@ from PIL import Image
 
 import parse_test_res
 from test_parse_test_res import write_log
+from tests.train_runs import REPO, mount_tmpfs, remount_read_only, unmount
 
 
 def fewshot_tree(root: str) -> None:
@@ -89,3 +92,37 @@ def test_plot_arguments_are_checked(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit):
         parse_test_res.main(argv + [str(tmp_path)])
     assert message in capsys.readouterr().err
+
+
+def _parser(*argv, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "parse_test_res.py", *map(str, argv)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": REPO, **(env or {})})
+
+
+def test_a_figure_that_cannot_be_written_costs_only_the_figure(tmp_path):
+    root = tmp_path / "out"
+    b2n_tree(str(root))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("kept")
+    cases = [(tmp_path / "missing" / "b2n.png", f"the folder {tmp_path / 'missing'} does not exist"),
+             (blocker / "b2n.png", f"{blocker} is a file, not a folder")]
+    mount = tmp_path / "ro"
+    mounted = mount_tmpfs(mount, "size=1m") and remount_read_only(mount)
+    if mounted:
+        cases.append((mount / "b2n.png", "Read-only file system"))
+    try:
+        for plot, says in cases:
+            done = _parser("--table", "b2n", "--plot", plot, root)
+            assert done.returncode == 1 and "Traceback" not in done.stderr
+            assert "| DTD" in done.stdout and "| Average" in done.stdout  # the table is printed all the same
+            line = done.stderr.splitlines()[-2]
+            assert line.startswith(f"Error: --plot {plot}: ") and says in line, line
+            assert not os.path.exists(plot)
+        debug = _parser("--table", "b2n", "--plot", cases[0][0], root, env={"MMRL_DEBUG": "1"})
+        assert debug.returncode == 1 and "Traceback" in debug.stderr
+    finally:
+        if mounted:
+            unmount(mount)
+    assert blocker.read_text() == "kept"
+    if not mounted:
+        pytest.skip("the read-only case needs a tmpfs mount (root): the other cases passed")

@@ -3,8 +3,11 @@ import json
 import os
 import shutil
 
+from pathlib import Path
+
 import pytest
 import torch
+from PIL import Image
 
 import datasets  # noqa: F401  (registers the datasets)
 import mmrl
@@ -14,6 +17,7 @@ from mmrl.config import build_parser, setup_cfg
 from mmrl.dassl.engine import build_trainer
 from mmrl.dassl.utils import load_checkpoint
 from test_reference_checkpoint import reference_mmrl_dict
+from tests.train_runs import mount_tmpfs, remount_read_only, unmount
 
 FOLDER = "MultiModalRepresentationLearner"
 
@@ -161,3 +165,50 @@ def test_folder_without_checkpoint_or_class_names_is_a_clear_error(demo_run, cap
     (old / FOLDER / "checkpoint").write_text("model.pth.tar-1\n")
     rc, _, err = run_cli(capsys, "--model-dir", old, image)
     assert rc == 2 and "records neither class names nor prompt template: pass --classnames FILE" in err
+
+
+def test_output_is_checked_before_predicting(demo_run, evaluation, capsys, tmp_path, monkeypatch):
+    paths, _, _ = evaluation
+    # A missing folder is created; the predictions land there.
+    rc, out, err = run_cli(capsys, "--model-dir", demo_run[1], "--output", tmp_path / "new" / "deep" / "p.csv",
+                           "--format", "csv", paths[0])
+    assert rc == 0 and out == "" and (tmp_path / "new" / "deep" / "p.csv").read_text().startswith("path,rank,")
+    # Outputs that cannot be written fail before the model is even loaded (no "Scoring" line).
+    blocker = tmp_path / "a-file"
+    blocker.write_text("kept")
+    for output, says in ((tmp_path, "is a folder: give a file name"),
+                         (blocker / "p.csv", f"{blocker} is a file, not a folder")):
+        rc, out, err = run_cli(capsys, "--model-dir", demo_run[1], "--output", output, paths[0])
+        assert rc == 2 and out == "" and "Scoring" not in err and "Traceback" not in err
+        assert err.splitlines()[-2].startswith(f"Error: --output {output}") and says in err.splitlines()[-2]
+    assert blocker.read_text() == "kept"
+    mount = tmp_path / "ro"
+    if not mount_tmpfs(mount, "size=1m"):
+        pytest.skip("cannot mount a read-only file system here (needs root)")
+    try:
+        assert remount_read_only(mount)
+        for output in (mount / "p.json", mount / "missing" / "p.json"):
+            rc, out, err = run_cli(capsys, "--model-dir", demo_run[1], "--output", output, paths[0])
+            assert rc == 2 and "Scoring" not in err and "Read-only file system" in err and f"--output {output}" in err
+        monkeypatch.setenv("MMRL_DEBUG", "1")
+        rc, _, err = run_cli(capsys, "--model-dir", demo_run[1], "--output", mount / "p.json", paths[0])
+        assert rc == 2 and "Traceback" in err
+    finally:
+        unmount(mount)
+
+
+def test_api_takes_one_path_or_image_as_one_item(model, evaluation):
+    paths, labels, classnames = evaluation
+    one = model.predict(paths[0])
+    assert len(one) == 1 and one[0].path == paths[0] and one[0].label == classnames[labels[0]]
+    for same in (Path(paths[0]), Image.open(paths[0]), [paths[0]]):
+        assert [(p.label, p.probabilities) for p in model.predict(same)] == [(one[0].label, one[0].probabilities)]
+    for bad, says in ((3, "not int"), (b"a.png", "not bytes"), (None, "not NoneType"),
+                      ([paths[0], 4], "item 1 (4) is of type int")):
+        with pytest.raises(TypeError, match="takes an image path|each item must be an image path") as err:
+            model.predict(bad)
+        assert says in str(err.value)
+    with pytest.raises(TypeError, match="topk must be an int"):
+        model.predict(paths[0], topk="3")
+    with pytest.raises(TypeError, match="classnames must be a list of class names, not str"):
+        mmrl.load("unused", classnames="cat")

@@ -8,7 +8,7 @@ import pytest
 
 import parse_test_res
 from mmrl.results import RESULTS_FILE, as_logged, metric_regex, read_log_metric, read_run, write_record
-from test_parse_test_res import CONFIG_DUMP, markdown_rows, result_block, write_log
+from test_parse_test_res import CONFIG_DUMP, error_of, markdown_rows, result_block, write_log
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIELDS = ("split", "total", "correct", "accuracy", "error", "macro_f1", "task", "logits", "epoch", "trainer",
@@ -18,7 +18,7 @@ TRUNCATED = CONFIG_DUMP + "epoch [1/2] batch [5/5] time 0.1 (0.1) loss 1.2 (1.3)
 
 
 def run(*argv, capsys) -> str:
-    parse_test_res.main([str(a) for a in argv])
+    assert parse_test_res.main([str(a) for a in argv]) == 0
     return capsys.readouterr().out
 
 
@@ -78,9 +78,28 @@ def test_results_json_against_the_logs(tmp_path):
     # A newer log with a result (e.g. the lineage's code run into the same folder) wins.
     (seed / "log.txt-2026-01-01-00-00-00").write_text(result_block(70.0))
     assert read_run(str(seed)).value == 70.0
-    (seed / RESULTS_FILE).write_text("{not json")
+
+
+@pytest.mark.parametrize("content, says", [
+    ("{not json", "unreadable (JSONDecodeError"),
+    ("[61.2]", "not a JSON object but a JSON list"),
+    ('{"log": "log.txt"}', "no 'accuracy' field"),
+    ('{"accuracy": "61.2"}', "'accuracy' is \"61.2\", not a number"),
+    ('{"accuracy": true}', "'accuracy' is true, not a number"),
+    ('{"accuracy": 612}', "'accuracy' is 612, not a percentage between 0 and 100"),
+    ('{"accuracy": NaN}', "'accuracy' is nan, not a percentage"),
+    ('{"accuracy": 61.2, "log": 3}', "'log' is 3, not a string or null"),
+    ('{"accuracy": 61.2, "after_training": "yes"}', "'after_training' is \"yes\", not true/false"),
+    ('{"accuracy": 61.2, "epoch": 2.5}', "'epoch' is 2.5, not a whole number or null"),
+])
+def test_a_bad_results_json_is_named_and_its_run_unfinished(tmp_path, content, says):
+    seed = tmp_path / "seed1"
+    write_log(str(seed), 60.0)  # the log's result does not stand in for a record that says otherwise
+    (seed / RESULTS_FILE).write_text(content)
     result = read_run(str(seed))
-    assert result.value == 70.0 and "results.json: unreadable" in result.notes[0]
+    assert result.status == "unfinished" and result.value is None
+    assert result.detail.startswith(f"{seed / RESULTS_FILE}: ") and says in result.detail
+    assert result.detail.endswith("rerun the test, or delete it to use the log lines")
 
 
 def make_tree(root, with_records: bool) -> None:
@@ -117,9 +136,8 @@ def test_results_json_gives_the_tables_of_the_log_lines(tmp_path, capsys, fmt):
 
 def test_an_unknown_trainer_is_an_error_naming_the_trainers_found(tmp_path, capsys):
     make_tree(str(tmp_path), False)
-    with pytest.raises(SystemExit) as err:
-        run("--table", "b2n", "--trainer", "MMRL,MRLpp", tmp_path, capsys=capsys)
-    assert str(err.value) == f"--trainer MRLpp: no runs of this protocol under {tmp_path}; trainers found: MMRL, MMRLpp"
+    assert error_of("--table", "b2n", "--trainer", "MMRL,MRLpp", tmp_path, capsys=capsys) == (
+        f"Error: --trainer MRLpp: no runs of this protocol under {tmp_path}; trainers found: MMRL, MMRLpp")
     # A trainer of the project without runs yet is an empty column, not an error.
     rows = markdown_rows(run("--table", "b2n", "--trainer", "MMRL,ZeroshotCLIP", tmp_path, capsys=capsys))
     assert rows["DTD"][3:] == ["—", "—", "—"]
@@ -138,3 +156,16 @@ def test_the_scripts_read_the_same_result(tmp_path):
     proc = subprocess.run(["bash", "-c", script], cwd=REPO, capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["[80.0]", "[80.0]", "[]"]
+
+
+def test_a_bad_results_json_in_a_tree_leaves_the_rest_of_the_table(tmp_path, capsys):
+    make_tree(str(tmp_path), True)
+    seed = tmp_path / "base2new/train_base/dtd/shots_16/MMRL/vit_b16/seed2"
+    record = json.loads((seed / RESULTS_FILE).read_text())
+    record["accuracy"] = "86.26"
+    (seed / RESULTS_FILE).write_text(json.dumps(record))
+    out = run("--table", "b2n", "--trainer", "MMRL", tmp_path, capsys=capsys)
+    rows = markdown_rows(out)
+    assert rows["DTD"][:2] == ["85.00 (1)*", "60.75 (2)"]  # seed 2's base result is not counted
+    assert rows["ImageNet"][0] == "77.90 (3)"
+    assert f"- {seed / RESULTS_FILE}: 'accuracy' is \"86.26\", not a number; rerun the test" in out

@@ -148,14 +148,14 @@ def test_test_script_needs_the_trained_model(env):
     proc = run_script("scripts/mmrl/base2new_test.sh", "demo", "7", env=env, check=False)
     train_dir = os.path.join(env["OUTPUT"], "base2new", "train_base", "demo", "shots_16", "MMRL", "demo", "seed7")
     assert proc.returncode == 1
-    assert f"ERROR: no trained model at {train_dir}: run 'bash scripts/mmrl/base2new_train.sh demo 7' first" in proc.stderr
+    assert f"Error: no trained model at {train_dir}: run 'bash scripts/mmrl/base2new_train.sh demo 7' first" in proc.stderr
 
 
 def test_data_must_be_set_for_real_datasets(env):
     no_data = {k: v for k, v in env.items() if k != "DATA"}
     proc = run_script("scripts/mmrl/base2new_train.sh", "oxford_pets", "1", env=no_data, check=False)
     assert proc.returncode == 1
-    assert "ERROR: DATA is not set: point it at the folder that holds your datasets" in proc.stderr
+    assert "Error: DATA is not set: point it at the folder that holds your datasets" in proc.stderr
 
 
 @pytest.mark.parametrize(

@@ -25,10 +25,11 @@ def argv(root, out, *extra) -> List[str]:
     return [sys.executable, "train.py", "--root", str(root), *DEMO, "--output-dir", str(out), *map(str, extra)]
 
 
-def train(root, out, *extra, preexec_fn=None) -> subprocess.CompletedProcess:
-    """Run train.py to its end; ``extra`` goes after the demo's arguments (flags, then KEY VALUE)."""
+def train(root, out, *extra, preexec_fn=None, env=None) -> subprocess.CompletedProcess:
+    """Run train.py to its end; ``extra`` goes after the demo's arguments (flags, then KEY VALUE);
+    ``env``: variables added to the environment."""
     return subprocess.run(argv(root, out, *extra), cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT,
-                          preexec_fn=preexec_fn)
+                          preexec_fn=preexec_fn, env={**os.environ, **env} if env else None)
 
 
 def start(root, out, *extra, preexec_fn=None) -> subprocess.Popen:

@@ -20,6 +20,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from mmrl.cli import UserError, run_main
 from mmrl.data.benchmark import DATASETS_DOC, DatasetLayout
 
 
@@ -81,10 +82,10 @@ def checkable_datasets() -> Dict[str, type]:
     try:
         import datasets  # noqa: F401  (registers every dataset module of the repository)
     except ImportError as err:
-        raise SystemExit(
+        raise UserError(
             "cannot import the repository's `datasets` package; run the check from the repository root "
             f"(python -m mmrl.data.check ...): {err}"
-        )
+        ) from err
     from mmrl.dassl.data.datasets import DATASET_REGISTRY
 
     found = {}
@@ -114,7 +115,7 @@ def configs_with_data(root: str, config_files: Sequence[str]) -> List[str]:
     return present
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def _main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m mmrl.data.check",
         description="Report which benchmark datasets under a data root are present, missing or broken.",
@@ -136,6 +137,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         help="only print those of these dataset config files whose data are under --root, one a line",
     )
     args = parser.parse_args(argv)
+    if os.path.exists(args.root) and not os.path.isdir(args.root):
+        raise UserError(f"--root {args.root} is a file: give the folder that holds the datasets (DATASET.ROOT)")
 
     if args.present_configs:
         for path in configs_with_data(args.root, args.present_configs):
@@ -167,6 +170,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     n_ok = sum(r.status == "present" for r in reports)
     print(f"{n_ok} of {len(reports)} datasets present. Download instructions: {DATASETS_DOC}")
     return 0 if n_ok == len(reports) else 1
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Exit codes: 0 every dataset asked for is present, 1 some are not (or an error, one line), 2 bad arguments."""
+    return run_main(_main, argv)
 
 
 if __name__ == "__main__":

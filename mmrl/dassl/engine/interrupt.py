@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from typing import Any, Callable, Dict, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -59,3 +59,14 @@ def interrupts_raise() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+def note_interrupts() -> List[int]:
+    """From now on SIGTERM and SIGINT are noted in the returned list instead of raised: for a run
+    that is already ending on an error, so that a launcher's signal (torchrun stops the other
+    ranks once one has died) neither cuts its one line short nor hides it behind a traceback.
+    :func:`interrupts_raise` puts the previous handlers back when its block ends."""
+    noted: List[int] = []
+    for sig in HANDLED_SIGNALS:
+        signal.signal(sig, lambda signum, frame: noted.append(signum))
+    return noted

@@ -41,6 +41,11 @@ def _file_in_the_way(folder: str) -> str:
 
 def check_resume_dir(cfg: Any) -> None:
     """``RESUME`` (``--resume``) names a folder to continue: it must exist."""
+    if cfg.RESUME and osp.exists(cfg.RESUME) and not osp.isdir(cfg.RESUME):
+        raise NotADirectoryError(
+            f'--resume "{cfg.RESUME}" is a file, not a run folder; pass the output folder of the run to '
+            "resume (the one that holds log.txt and the model folder), or drop --resume to train from scratch"
+        )
     if cfg.RESUME and not osp.isdir(cfg.RESUME):
         raise FileNotFoundError(
             f'--resume "{cfg.RESUME}" does not exist; pass the output folder of the run to '

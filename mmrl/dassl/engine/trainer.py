@@ -43,6 +43,11 @@ from ..utils import distributed as dist
 from ..utils.torchtools import POINTER_FILE, remove_stale_temporaries
 from .interrupt import RunInterrupted
 
+# The override of --force for train.py files of the lineage, which have no such flag.
+FORCE_ENV = "MMRL_FORCE"
+FORCE_HOW = f"--force or {FORCE_ENV}=1"
+FORCE_HINT = f"--force (or set {FORCE_ENV}=1 where the train.py has no --force)"
+
 Names = Optional[Union[str, Sequence[str]]]
 
 _TENSORBOARD_NOTICE_SHOWN = False
@@ -317,25 +322,42 @@ class TrainerBase:
         except RunInterrupted as interrupt:
             self.describe_interrupt(interrupt)
             raise
+        except Exception as err:
+            # A rank that stopped (kill -9, out of memory, a lost node) surfaces here as whatever the
+            # backend raises: named in one line with where the run was and where it resumes.
+            stage = getattr(self, "_stage", "setup")
+            where = {"setup": "before training started", "final": "in the final test"}.get(
+                stage, f"during epoch {self.epoch + 1}")
+            lost = dist.peer_lost(err, where, self._resume_advice())
+            if lost is None:
+                raise
+            raise lost from err
+
+    def _resume_advice(self) -> str:
+        """What a rerun of the same command does from where the loop is."""
+        stage = getattr(self, "_stage", "setup")
+        saved = getattr(self, "_epochs_saved", 0)
+        if stage == "final":
+            return "rerun the same command: it skips training and only tests again"
+        if saved > 0:
+            return f"rerun the same command to resume from epoch {saved}"
+        if stage == "setup":
+            return "rerun the same command to resume"
+        return "rerun the same command to start again (no epoch was completed)"
 
     def describe_interrupt(self, interrupt: RunInterrupted) -> None:
         """Say where the loop was and from which epoch a rerun resumes."""
         stage = getattr(self, "_stage", "setup")
-        saved = getattr(self, "_epochs_saved", 0)
+        interrupt.advice = self._resume_advice()
         if stage == "setup":
             interrupt.where = "before training started"
             return
         if stage == "final":
             interrupt.where = f"after training, in the final test (all {self.max_epoch} epochs are saved)"
-            interrupt.advice = "rerun the same command: it skips training and only tests again"
             return
         batch = getattr(self, "batch_idx", -1) + 1
         interrupt.where = f"at epoch {self.epoch + 1}, batch {batch}" if batch > 0 else (
             f"at epoch {self.epoch + 1}, before its first batch")
-        if saved > 0:
-            interrupt.advice = f"rerun the same command to resume from epoch {saved}"
-        else:
-            interrupt.advice = "rerun the same command to start again (no epoch was completed)"
 
     def before_train(self) -> None:
         pass
@@ -476,8 +498,9 @@ class SimpleTrainer(TrainerBase):
         self.start_epoch = self.epoch = 0
         self.max_epoch = cfg.OPTIM.MAX_EPOCH
         self.output_dir = cfg.OUTPUT_DIR
-        # Set by --force: resume under another config, evaluate with another backbone.
-        self.force = False
+        # Set by --force, or by MMRL_FORCE=1 for lineage train.py files that have no such flag:
+        # resume under another config, evaluate with another backbone.
+        self.force = os.environ.get(FORCE_ENV, "") == "1"
         # Completed epochs of the model in use (trained, resumed or loaded): results.json's "epoch".
         self.model_epoch = 0
         # Files the run's config came from, recorded in results.json (train.py fills them in).
@@ -520,11 +543,11 @@ class SimpleTrainer(TrainerBase):
             return
         what = ", ".join(f"{k} {checkpoint[k]!r} (this run: {mine[k]!r})" for k in differ)
         if self.force:
-            print(f"WARNING: {path} was trained on another backbone: {what}; loading it anyway (--force)")
+            print(f"WARNING: {path} was trained on another backbone: {what}; loading it anyway ({FORCE_HOW})")
             return
         raise ValueError(
             f'"{path}" was trained on another backbone: {what}. Use the backbone it was trained on '
-            "(MODEL.BACKBONE.NAME / MODEL.BACKBONE.PATH), or pass --force to load it anyway."
+            f"(MODEL.BACKBONE.NAME / MODEL.BACKBONE.PATH), or pass {FORCE_HINT} to load it anyway."
         )
 
     def check_resumed_config(self, checkpoint: Dict[str, Any], path: str) -> None:
@@ -540,11 +563,11 @@ class SimpleTrainer(TrainerBase):
         listed = "; ".join(f"{k}: {a!r} in the checkpoint, {b!r} now" for k, a, b in diffs[:8])
         more = f" (and {len(diffs) - 8} more)" if len(diffs) > 8 else ""
         if self.force:
-            print(f"WARNING: resuming {path} under a different config (--force): {listed}{more}")
+            print(f"WARNING: resuming {path} under a different config ({FORCE_HOW}): {listed}{more}")
             return
         raise ValueError(
             f'"{path}" was trained with a different config: {listed}{more}. Use another --output-dir for '
-            "the new config, or pass --force to continue this checkpoint under the new values."
+            f"the new config, or pass {FORCE_HINT} to continue this checkpoint under the new values."
         )
 
     # ---- unreadable images ---------------------------------------------------------------------

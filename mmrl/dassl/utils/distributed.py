@@ -21,7 +21,9 @@ import datetime
 import os
 import random
 import sys
-from typing import Any, Iterable, Iterator, List, Sequence, Tuple
+import time
+import traceback
+from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -29,6 +31,7 @@ import torch.distributed as dist
 
 __all__ = [
     "PeerFailure",
+    "PeerLost",
     "RowSharding",
     "all_reduce_gradients",
     "barrier",
@@ -38,6 +41,7 @@ __all__ = [
     "gather_in_order",
     "gather_rows",
     "init_from_env",
+    "peer_lost",
     "is_distributed",
     "is_main_process",
     "launched_by_torchrun",
@@ -126,6 +130,100 @@ def barrier() -> None:
 
 class PeerFailure(RuntimeError):
     """Another rank failed at a point where this one waited for it; the message is that rank's error."""
+
+
+class PeerLost(RuntimeError):
+    """Another rank stopped (killed, out of memory, its node lost) while this one exchanged with it.
+
+    The message is the one line the run ends with, e.g. ``rank 1 stopped (connection reset)
+    during epoch 2; rerun the same command to resume from epoch 1``.
+    """
+
+    def __init__(self, message: str, interrupted: int = 0) -> None:
+        super().__init__(message)
+        self.interrupted = interrupted  # the signal that came while naming the lost ranks (0: none)
+
+
+# Seconds a rank that saw a peer fail waits for the other survivors to say they are alive: the
+# ranks that do not are the ones that stopped.
+ROLL_CALL_S = 3.0
+_ROLL_CALL_KEY = "mmrl/alive-after-failure/"
+
+# What the backends' messages say, as the few words of the one line.
+_BACKEND_REASONS = (
+    ("reset by peer", "connection reset"),
+    ("closed by peer", "connection closed"),
+    ("connection closed", "connection closed"),
+    ("broken pipe", "connection broken"),
+    ("timed out", "no answer within DISTRIBUTED.TIMEOUT"),
+    ("timeout", "no answer within DISTRIBUTED.TIMEOUT"),
+    ("nccl", "NCCL error"),
+)
+
+
+def _raised_by_backend(err: BaseException) -> bool:
+    """Whether ``err`` comes from torch.distributed itself: one of its error types (NCCL's
+    DistBackendError, the store's errors), or any exception (Gloo raises a plain RuntimeError)
+    whose innermost frame is in torch.distributed."""
+    if isinstance(err, dist.DistError):
+        return True
+    frames = traceback.extract_tb(err.__traceback__)
+    return bool(frames) and f"{os.sep}torch{os.sep}distributed{os.sep}" in frames[-1].filename
+
+
+def _backend_reason(err: BaseException) -> str:
+    text = str(err).lower()
+    for needle, words in _BACKEND_REASONS:
+        if needle in text:
+            return words
+    return type(err).__name__
+
+
+def _roll_call(timeout_s: float) -> Tuple[List[int], int]:
+    """(the ranks that did not answer within ``timeout_s``, a signal that came meanwhile or 0).
+
+    Every surviving rank writes its key in the launcher's store (torchrun's agent holds it, so it
+    outlives a dead worker) and reads the others'. A store that cannot be reached names no rank.
+    """
+    from mmrl.dassl.engine.interrupt import RunInterrupted
+
+    me, world = rank(), world_size()
+    try:
+        store = dist.distributed_c10d._get_default_store()
+        store.set(f"{_ROLL_CALL_KEY}{me}", "1")
+    except Exception:  # the store went with the failure: nothing to ask
+        return [], 0
+    missing = [r for r in range(world) if r != me]
+    deadline = time.time() + timeout_s
+    try:
+        while missing and time.time() < deadline:
+            missing = [r for r in missing if not store.check([f"{_ROLL_CALL_KEY}{r}"])]
+            if missing:
+                time.sleep(0.1)
+    except RunInterrupted as interrupt:  # torchrun stops the survivors once it sees a worker die
+        return missing, interrupt.signum
+    except Exception:
+        return [], 0
+    return missing, 0
+
+
+def peer_lost(err: BaseException, where: str = "", advice: str = "rerun the same command to resume",
+              timeout_s: float = ROLL_CALL_S) -> Optional[PeerLost]:
+    """The :class:`PeerLost` that ``err`` means in a distributed run (None when it is not a
+    failure of the process group), naming the ranks that stopped."""
+    if isinstance(err, PeerLost):
+        return err
+    if not is_distributed() or not _raised_by_backend(err):
+        return None
+    lost, signum = _roll_call(timeout_s)
+    reason = _backend_reason(err)
+    if not lost:
+        who = "another rank stopped"
+    elif len(lost) == 1:
+        who = f"rank {lost[0]} stopped"
+    else:
+        who = f"ranks {', '.join(map(str, lost))} stopped"
+    return PeerLost(f"{who} ({reason}){' ' + where if where else ''}; {advice}", signum)
 
 
 @contextlib.contextmanager

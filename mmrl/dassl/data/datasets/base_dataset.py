@@ -325,3 +325,44 @@ class DatasetBase:
 
     def split_dataset_by_label(self, data_source: Sequence[Datum]) -> Dict[int, List[Datum]]:
         return split_dataset_by_label(data_source)
+
+
+def _lineage_module_names() -> None:
+    """Make Dassl's module path of Datum resolve to this Datum when no real Dassl is installed.
+
+    Dataset code of the lineage ported onto this engine reads and writes its few-shot caches with
+    plain ``pickle``, which names a class by its module: a cache written by Dassl says
+    ``dassl.data.datasets.base_dataset.Datum``, and one written here must say the same for Dassl
+    to read it. So the Datum class carries Dassl's module name, and that name (and its parent
+    packages) is registered as a stand-in module holding only Datum: plain ``pickle.load`` then
+    finds this class, and ``pickle.dump`` can verify the name it writes. The stand-ins have no
+    search path, so ``import dassl.engine`` still fails as it would without Dassl.
+    """
+    import importlib.util
+    import sys
+    import types
+
+    if DASSL_DATUM_MODULE not in sys.modules:
+        try:
+            if importlib.util.find_spec("dassl") is not None:
+                return  # the real Dassl: its own Datum, and pickles name ours by our module
+        except (ImportError, ValueError):
+            pass
+        parts = DASSL_DATUM_MODULE.split(".")
+        parent = None
+        for depth in range(1, len(parts) + 1):
+            name = ".".join(parts[:depth])
+            module = types.ModuleType(name, "Stand-in for Dassl's module path in pickled few-shot caches "
+                                            f"(see {__name__})")
+            if depth < len(parts):
+                module.__path__ = []  # a package with no submodules to find
+            module.Datum = Datum
+            sys.modules[name] = module
+            if parent is not None:
+                setattr(parent, parts[depth - 1], module)
+            parent = module
+    if getattr(sys.modules[DASSL_DATUM_MODULE], "Datum", None) is Datum:
+        Datum.__module__ = DASSL_DATUM_MODULE
+
+
+_lineage_module_names()
