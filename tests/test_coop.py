@@ -99,3 +99,18 @@ def test_config_keys_are_the_published_ones(root, tmp_path):
     assert sorted(trainer.model.learner.state_dict()) == ["ctx"]
     with pytest.raises(ValueError, match="TRAINER.COOP.CLASS_TOKEN_POSITION"):
         make("CoOp", root, tmp_path / "bad", "TRAINER.COOP.CLASS_TOKEN_POSITION", "left")
+
+
+@pytest.mark.parametrize("name, prec", [("CoOp", "fp16"), ("CoCoOp", "amp")])
+def test_precision_is_read_from_the_published_node(root, tmp_path, name, prec):
+    node = f"TRAINER.{name.upper()}"
+    trainer = make(name, root, tmp_path, f"{node}.PREC", prec, f"{node}.PREC_ON_CPU", "True")
+    assert trainer.precision == prec and (trainer.scaler is not None) == (prec == "amp")
+    assert trainer.model.clip_model.dtype == (torch.float16 if prec == "fp16" else torch.float32)
+    trainer.batch_idx, trainer.num_batches = 0, 2
+    before = trainer.model.learner.ctx.detach().clone()
+    loss = trainer.forward_backward(next(iter(trainer.train_loader_x)))["loss"]
+    assert loss == loss and trainer.model.learner.ctx.dtype == torch.float32  # finite, trainables stay fp32
+    # A step was taken, or (amp) skipped on an fp16 overflow of the scaled gradients, as GradScaler does.
+    skipped = prec == "amp" and trainer.scaler.get_scale() < 2.0 ** 16
+    assert skipped or not torch.equal(before, trainer.model.learner.ctx.detach())
