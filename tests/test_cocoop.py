@@ -102,3 +102,21 @@ def test_a_published_checkpoint_loads_and_gives_the_published_logits(root, tmp_p
     ref.published_checkpoint(tmp_path / "coop", {"ctx": published["ctx"]}, 10, len(classnames), 72, 128)
     with pytest.raises(ValueError, match="meta_net.linear1"):
         trainer.load_model(str(tmp_path / "coop"))
+
+
+@pytest.mark.parametrize("name, n_ctx, ctx_init", [("vit_b16_c4_ep10_batch1", 4, ""),
+                                                   ("vit_b16_c4_ep10_batch1_ctxv1", 4, "a photo of a"),
+                                                   ("vit_b16_c8_ep10_batch1", 8, ""),
+                                                   ("vit_b16_c16_ep10_batch1", 16, "")])
+def test_configs_hold_the_published_values(name, n_ctx, ctx_init):
+    # KaiyangZhou/CoOp configs/trainers/CoCoOp/*.yaml.
+    from mmrl.config import build_parser, setup_cfg
+
+    cfg = setup_cfg(build_parser().parse_args(["--trainer", "CoCoOp", "--config-file",
+                                               f"configs/trainers/CoCoOp/{name}.yaml"]))
+    o = cfg.OPTIM
+    assert (o.NAME, o.LR, o.MAX_EPOCH, o.LR_SCHEDULER, o.WARMUP_EPOCH, o.WARMUP_CONS_LR) == (
+        "sgd", 0.002, 10, "cosine", 1, 1e-5)
+    assert (cfg.DATALOADER.TRAIN_X.BATCH_SIZE, cfg.DATALOADER.TEST.BATCH_SIZE, cfg.TRAIN.PRINT_FREQ) == (1, 100, 20)
+    node = cfg.TRAINER.COCOOP
+    assert (node.N_CTX, node.CTX_INIT, node.PREC, cfg.MODEL.BACKBONE.NAME) == (n_ctx, ctx_init, "fp16", "ViT-B/16")

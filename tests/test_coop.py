@@ -114,3 +114,27 @@ def test_precision_is_read_from_the_published_node(root, tmp_path, name, prec):
     # A step was taken, or (amp) skipped on an fp16 overflow of the scaled gradients, as GradScaler does.
     skipped = prec == "amp" and trainer.scaler.get_scale() < 2.0 ** 16
     assert skipped or not torch.equal(before, trainer.model.learner.ctx.detach())
+
+
+# The published configs (KaiyangZhou/CoOp configs/trainers/CoOp/*.yaml, ViT ones): epochs, context
+# initialisation and backbone; every one: SGD, LR 0.002, batch 32 (test 100), cosine, 1 warmup epoch.
+PUBLISHED = {"vit_b16": (200, "", "ViT-B/16"), "vit_b16_ep50": (50, "", "ViT-B/16"),
+             "vit_b16_ep100": (100, "", "ViT-B/16"), "vit_b16_ctxv1": (200, "a photo of a", "ViT-B/16"),
+             "vit_b16_ep50_ctxv1": (50, "a photo of a", "ViT-B/16"),
+             "vit_b16_ep100_ctxv1": (100, "a photo of a", "ViT-B/16"), "vit_b32": (200, "", "ViT-B/32"),
+             "vit_b32_ep50": (50, "", "ViT-B/32")}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_configs_hold_the_published_values(name):
+    from mmrl.config import build_parser, setup_cfg
+
+    cfg = setup_cfg(build_parser().parse_args(["--trainer", "CoOp", "--config-file",
+                                               f"configs/trainers/CoOp/{name}.yaml"]))
+    o = cfg.OPTIM
+    assert (o.NAME, o.LR, o.LR_SCHEDULER, o.WARMUP_EPOCH, o.WARMUP_TYPE, o.WARMUP_CONS_LR) == (
+        "sgd", 0.002, "cosine", 1, "constant", 1e-5)
+    assert (cfg.DATALOADER.TRAIN_X.BATCH_SIZE, cfg.DATALOADER.TEST.BATCH_SIZE, cfg.TRAIN.PRINT_FREQ) == (32, 100, 5)
+    node = cfg.TRAINER.COOP
+    assert (o.MAX_EPOCH, node.CTX_INIT, cfg.MODEL.BACKBONE.NAME) == PUBLISHED[name]
+    assert (node.N_CTX, node.CSC, node.CLASS_TOKEN_POSITION, node.PREC) == (16, False, "end", "fp16")
