@@ -2,12 +2,13 @@
 
     python benchmarks/benchmark.py --trainer MMRL --device cpu --batch-size 4 --classes 50
     python benchmarks/benchmark.py --trainer MMRLpp --device cuda --prec amp --batch-size 32 --classes 500
+    python benchmarks/benchmark.py --trainer CoCoOp --device cpu --batch-size 1 --classes 50
     python benchmarks/benchmark.py --device cpu --prec bf16 --spec mini --compile
     python benchmarks/benchmark.py --distributed --world-sizes 1 2 --class-counts 50 1000 --batch-size 4
 
 It builds a randomly initialised CLIP with ViT-B/16 shapes (or the miniature one with --spec mini), the
-method's learner with the reference configuration, and times full training steps (forward, loss,
-backward, AdamW step) and evaluation on random images. It prints figures; it is not a test. Peak memory is
+method's learner with the reference configuration (CoOp: 16 random context vectors, CoCoOp: "a photo of
+a"), and times full training steps (forward, loss, backward, optimizer step) and evaluation on random images. It prints figures; it is not a test. Peak memory is
 the process's peak resident set size on CPU, and the peak allocated CUDA memory on a GPU. Precisions are
 the trainers' (PREC): fp16 and amp run on CPU as they would on CUDA. ``--row`` prints one tab-separated
 line instead (benchmarks/device_check.sh assembles its table from them). ``--compile`` runs the towers'
@@ -36,6 +37,7 @@ from mmrl.dassl.optim import build_optimizer
 from mmrl.dassl.utils import distributed as dist
 from mmrl.demo.clip import MINI_SPEC, VIT_B16_SPEC, build_random_clip
 from mmrl.model.clip_loader import convert_weights
+from mmrl.model.coop import PromptCLIP
 from mmrl.model.maple import MaPLeCLIP
 from mmrl.model.mmrl import RepresentationCLIP
 from mmrl.model import towers
@@ -43,6 +45,8 @@ from mmrl.model.promptsrc import PromptSRCCLIP
 from mmrl.model.representation import RepArch
 
 SPECS = {"vit-b16": VIT_B16_SPEC, "mini": MINI_SPEC}
+# The prompt learners and their (N_CTX, CTX_INIT): CoOp's few-shot config, CoCoOp's only one.
+PROMPT_TRAINERS = {"CoOp": (16, ""), "CoCoOp": (4, "a photo of a")}
 
 
 def _maple(clip_model, classnames, recompute):
@@ -75,7 +79,7 @@ def sync(device: torch.device) -> None:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--trainer", choices=["MMRL", "MMRLpp", *PROMPT_LEARNERS], default="MMRL")
+    p.add_argument("--trainer", choices=["MMRL", "MMRLpp", *PROMPT_TRAINERS, *PROMPT_LEARNERS], default="MMRL")
     p.add_argument("--spec", choices=sorted(SPECS), default="vit-b16")
     p.add_argument("--device", default="cpu")
     p.add_argument("--prec", choices=["fp32", "fp16", "amp", "bf16"], default="fp32",
@@ -103,6 +107,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         # Compiled blocks recomputed by torch.utils.checkpoint fail its metadata check (the
         # recomputation meets another compiled graph).
         p.error("--compile needs --recompute off")
+    if args.distributed and args.trainer in PROMPT_TRAINERS:
+        p.error("--distributed times MMRL / MMRLpp (the class prompts sharded over the ranks)")
     if args.compile and args.distributed:
         p.error("--compile times one process; drop it with --distributed")
     return args
@@ -131,17 +137,22 @@ def build(args: argparse.Namespace, device: torch.device, sharding=None):
     # Class names of 1 to 6 words, as in the benchmark datasets (e.g. UCF101's "Apply Eye Makeup",
     # Aircraft's "Cessna 525 Citation Jet"): the text tower's cost follows the longest prompt.
     words = ["red", "spotted", "mountain", "grey", "long", "tailed", "house", "river", "jet", "night"]
-    prompts = [f"a photo of a {' '.join(words[(i + j) % len(words)] for j in range(1 + i % 6))}."
-               for i in range(args.classes)]
+    names = [" ".join(words[(i + j) % len(words)] for j in range(1 + i % 6)) for i in range(args.classes)]
+    if args.trainer in PROMPT_TRAINERS:
+        # The published configs' settings and optimizer (SGD, LR 0.002).
+        n_ctx, ctx_init = PROMPT_TRAINERS[args.trainer]
+        model = PromptCLIP(clip_model, names, n_ctx, ctx_init, meta_net=args.trainer == "CoCoOp").to(device)
+        cfg.OPTIM.NAME, cfg.OPTIM.LR = "sgd", 0.002
+        return model, build_optimizer(model.learner, cfg.OPTIM), spec["image_resolution"]
     if args.trainer in PROMPT_LEARNERS:
         if sharding is not None:
             raise SystemExit(f"--distributed times MMRL / MMRLpp only, not {args.trainer}")
-        names = [p[len("a photo of a "):-1] for p in prompts]
         model, args.loss, cfg.OPTIM.LR = PROMPT_LEARNERS[args.trainer](clip_model, names, args.recompute_on)
         model.to(device)
-        model.learner, model.eot_index = model.trainable, model.classes.eot_index  # the names used below
+        model.learner = model.trainable  # the name used below
         cfg.OPTIM.NAME = "sgd"
         return model, build_optimizer(model.trainable, cfg.OPTIM), spec["image_resolution"]
+    prompts = [f"a photo of a {name}." for name in names]
     # The reference configuration: K = 5 tokens in blocks 6..12, d_r = 512 (MMRL++: ranks 64 and 4).
     arch = RepArch.from_clip(clip_model, args.trainer, 5, (6, 7, 8, 9, 10, 11, 12), 512,
                              proj_lora_dim=64, res_lora_dim=4)
@@ -170,7 +181,9 @@ def step_function(args: argparse.Namespace, device: torch.device, model, optim, 
         images = torch.randn(batch, 3, res, res, device=device, dtype=dtype)
         labels = torch.randint(0, args.classes, (batch,), device=device)
         with autocast(args, device):
-            if args.trainer in PROMPT_LEARNERS:
+            if args.trainer in PROMPT_TRAINERS:
+                loss = model.forward_train(images, labels, share=share)[1]
+            elif args.trainer in PROMPT_LEARNERS:
                 loss = args.loss(images, labels, share)
             else:
                 loss = model.forward_train(images, labels, reg_weight=1.0, batch_share=share).loss
@@ -295,7 +308,8 @@ def main(argv=None) -> int:
     with torch.no_grad(), autocast(args, device):
         sync(device)
         start = time.perf_counter()
-        text_features = model.text_features()
+        # CoCoOp's text features are each image's own: computed with its logits.
+        text_features = None if getattr(model, "conditional", False) else model.text_features()
         done = 0
         while done < args.eval_images:
             n = min(args.eval_batch_size, args.eval_images - done)
@@ -315,7 +329,7 @@ def main(argv=None) -> int:
           f"{', recompute' if args.recompute_on else ''}{', compiled' if args.compile else ''})")
     print(f"threads            {torch.get_num_threads()}")
     print(f"classes / batch    {args.classes} / {args.batch_size} "
-          f"(longest prompt {int(model.eot_index.max()) + 1} tokens)")
+          f"(longest prompt {int(getattr(model, 'text', model).eot_index.max()) + 1} tokens)")
     print(f"trainable params   {trainable:,}")
     print(f"first step         {warmup_time:.3f} s  (warm-up{', compilation included' if args.compile else ''})")
     print(f"train step         {step_time:.3f} s  ({args.batch_size / step_time:.2f} images/s)")

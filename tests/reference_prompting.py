@@ -53,3 +53,46 @@ def text_features(clip_model, prompts: torch.Tensor, tokens: torch.Tensor,
             x = block(x)
     x = clip_model.ln_final(x.permute(1, 0, 2))
     return x[torch.arange(x.shape[0]), tokens.argmax(dim=-1)] @ clip_model.text_projection
+
+
+def image_features(clip_model, images: torch.Tensor) -> torch.Tensor:
+    """CLIP's own image encoder, normalised, as the published CustomCLIP."""
+    f = clip_model.visual(images)
+    return f / f.norm(dim=-1, keepdim=True)
+
+
+def coop_logits(clip_model, prompts: Sequence[str], ctx: torch.Tensor, images: torch.Tensor,
+                position: str = "end", name_lens: Optional[List[int]] = None) -> torch.Tensor:
+    """The published CoOp CustomCLIP.forward: [B, C]."""
+    n_ctx = ctx.shape[-2]
+    text = text_features(clip_model, prompt_embeddings(clip_model, prompts, n_ctx, ctx, position, name_lens),
+                         tokenize(list(prompts)))
+    text = text / text.norm(dim=-1, keepdim=True)
+    return clip_model.logit_scale.exp() * image_features(clip_model, images) @ text.t()
+
+
+def cocoop_logits(clip_model, prompts: Sequence[str], ctx: torch.Tensor, meta_net, images: torch.Tensor
+                  ) -> torch.Tensor:
+    """The published CoCoOp CustomCLIP.forward: the meta-net's bias added to the context of each image,
+    then the text tower image by image. [B, C]."""
+    imf = image_features(clip_model, images)
+    ctx_shifted = ctx.unsqueeze(0) + meta_net(imf).unsqueeze(1)
+    tokens = tokenize(list(prompts))
+    logits = []
+    for ctx_i, imf_i in zip(ctx_shifted, imf):
+        text = text_features(clip_model, prompt_embeddings(clip_model, prompts, ctx.shape[0], ctx_i), tokens)
+        text = text / text.norm(dim=-1, keepdim=True)
+        logits.append(clip_model.logit_scale.exp() * imf_i @ text.t())
+    return torch.stack(logits)
+
+
+def published_checkpoint(directory, state_dict, epoch: int, n_cls: int, n_suffix: int, width: int) -> None:
+    """A published prompt learner's checkpoint: ``prompt_learner/model.pth.tar-<epoch>`` holding the
+    learned tensors plus the frozen token_prefix / token_suffix buffers, in Dassl's layout."""
+    import os
+
+    folder = os.path.join(str(directory), "prompt_learner")
+    os.makedirs(folder, exist_ok=True)
+    sd = {**state_dict, "token_prefix": torch.zeros(n_cls, 1, width), "token_suffix": torch.zeros(n_cls, n_suffix, width)}
+    torch.save({"state_dict": sd, "epoch": epoch, "optimizer": None, "scheduler": None},
+               os.path.join(folder, f"model.pth.tar-{epoch}"))

@@ -12,12 +12,13 @@ load_trainer "$(dirname "${BASH_SOURCE[0]}")"
 # One shot group per config (trainer.sh's cfg_for reads the group from SHOTS), in one sweep.
 protocol_begin
 own_sweep=$OWN_SWEEP  # few_shot's own protocol_begin resets it
+seeds=${SEEDS:-}  # and its set_seeds turns SEEDS into its first group's seed array
 for group_cfg in vit_b16_ep50 vit_b16_ep100 vit_b16; do
     group=()
     for shots in ${SHOTS:-1 2 4 8 16}; do
         if [[ $(coop_shots_cfg "$shots") == "$group_cfg" ]]; then group+=("$shots"); fi
     done
-    if [[ ${#group[@]} -gt 0 ]]; then SHOTS="${group[*]}" few_shot "$@"; fi
+    if [[ ${#group[@]} -gt 0 ]]; then SEEDS=$seeds SHOTS="${group[*]}" few_shot "$@"; fi
 done
 OWN_SWEEP=$own_sweep
 protocol_end
