@@ -78,12 +78,12 @@ class MaPLeCLIP(nn.Module):
         return self.trainable.prompt_learner
 
     def set_classes(self, classnames: Sequence[str]) -> None:
-        self.classes = PromptedText(self.clip_model, context_prompts(self.learner.prefix, classnames), self.learner.n_ctx)
+        self.text = PromptedText(self.clip_model, context_prompts(self.learner.prefix, classnames), self.learner.n_ctx)
 
     def text_features(self) -> torch.Tensor:
         """[C, d], L2-normalised."""
         text, _ = self.learner()
-        return F.normalize(_wide(self.classes(text[0], text[1:])), dim=-1)
+        return F.normalize(_wide(self.text(text[0], text[1:])), dim=-1)
 
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         """[B, d], L2-normalised."""

@@ -163,9 +163,9 @@ class PromptSRCCLIP(nn.Module):
         self.set_classes(classnames)
 
     def set_classes(self, classnames: Sequence[str]) -> None:
-        self.classes = PromptedText(self.clip_model, context_prompts(self.trainable.prefix, classnames),
+        self.text = PromptedText(self.clip_model, context_prompts(self.trainable.prefix, classnames),
                                     self.trainable.n_ctx_text)
-        self.w_zs = F.normalize(frozen_text_features(self.classes.tower, classnames, self.templates), dim=-1)
+        self.w_zs = F.normalize(frozen_text_features(self.text.tower, classnames, self.templates), dim=-1)
 
     @property
     def logit_scale(self) -> torch.Tensor:
@@ -174,7 +174,7 @@ class PromptSRCCLIP(nn.Module):
     def text_features(self) -> torch.Tensor:
         """Prompted text features [C, d], L2-normalised."""
         text = self.trainable.text_prompts()
-        return F.normalize(_wide(self.classes(text[0], text[1:])), dim=-1)
+        return F.normalize(_wide(self.text(text[0], text[1:])), dim=-1)
 
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         """Prompted image features [B, d], L2-normalised."""
