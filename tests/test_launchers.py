@@ -139,9 +139,18 @@ def test_pool_jobs_of_two_processes_match_one_process(local_sweep, data, tmp_pat
             assert f"Running: {sys.executable} -m torch.distributed.run --standalone --nproc_per_node 2 train.py" in f.read()
         assert final_accuracy(os.path.join(job_dir, "log.txt")) == \
             final_accuracy(os.path.join(local_sweep[0], tail.format(1), "log.txt"))
-    # The pool hands each job its GPUs: GPUS=0,1,2,3 with 2 per job is two slots of two.
-    from mmrl.launch import pool_slots
+
+
+def test_gpus_per_job_splits_the_pool_and_is_checked():
+    from mmrl.launch import LaunchError, per_job, pool_slots
+
+    # GPUS=0,1,2,3 with 2 per job is two slots of two GPUs.
     assert [s["CUDA_VISIBLE_DEVICES"] for s in pool_slots("0,1,2,3", "", 2)] == ["0,1", "2,3"]
+    assert per_job("") == per_job("1") == 1 and per_job("4") == 4
+    with pytest.raises(LaunchError, match="GPUS lists 3 GPUs \\('0,1,2'\\), not a multiple of --gpus-per-job 2"):
+        pool_slots("0,1,2", "", 2)
+    with pytest.raises(LaunchError, match="JOB_GPUS \\(--gpus-per-job\\) must be a whole number, got 'two'"):
+        per_job("two")
 
 
 @pytest.mark.slurm
