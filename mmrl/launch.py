@@ -193,8 +193,20 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def pool_slots(gpus: str, slots: str) -> List[Dict[str, str]]:
-    """The environment of each slot: one GPU each, or CPU slots sharing the threads."""
+def per_job(value: str) -> int:
+    """JOB_GPUS (--gpus-per-job): the processes of each job (torchrun when more than one), each
+    on a GPU of its own; 1 when unset."""
+    value = value.strip()
+    if not value:
+        return 1
+    if not re.fullmatch(r"\d+", value):
+        raise LaunchError(f"JOB_GPUS (--gpus-per-job) must be a whole number, got '{value}'")
+    return max(1, int(value))
+
+
+def pool_slots(gpus: str, slots: str, gpus_per_job: int = 1) -> List[Dict[str, str]]:
+    """The environment of each slot: ``gpus_per_job`` GPUs each, or CPU slots sharing the threads
+    (``gpus_per_job`` processes in each)."""
     gpus, slots = gpus.strip(), slots.strip()
     if gpus and slots:
         raise LaunchError(f"LAUNCHER=pool takes GPUS or SLOTS, not both (got GPUS={gpus}, SLOTS={slots})")
@@ -204,7 +216,10 @@ def pool_slots(gpus: str, slots: str) -> List[Dict[str, str]]:
             raise LaunchError(f"GPUS must list GPU indices (or UUIDs) separated by commas, e.g. GPUS=0,1,2,3; got '{gpus}'")
         if len(set(ids)) != len(ids):
             raise LaunchError(f"GPUS lists a GPU twice ('{gpus}'): each job of the pool gets a GPU of its own")
-        envs = [{"CUDA_VISIBLE_DEVICES": g} for g in ids]
+        if len(ids) % gpus_per_job:
+            raise LaunchError(f"GPUS lists {len(ids)} GPUs ('{gpus}'), not a multiple of --gpus-per-job "
+                              f"{gpus_per_job}: each job of the pool takes {gpus_per_job} of them")
+        envs = [{"CUDA_VISIBLE_DEVICES": ",".join(ids[i:i + gpus_per_job])} for i in range(0, len(ids), gpus_per_job)]
     elif slots:
         if not re.fullmatch(r"[1-9]\d*", slots):
             raise LaunchError(f"SLOTS must be a positive integer (the number of jobs at a time), got '{slots}'")
@@ -213,16 +228,17 @@ def pool_slots(gpus: str, slots: str) -> List[Dict[str, str]]:
         raise LaunchError("LAUNCHER=pool needs GPUS=0,1,... (one job per GPU) or SLOTS=N (N CPU jobs at a time)")
     # Every job of the pool gets its share of the cores, unless the user chose a thread count.
     if "OMP_NUM_THREADS" not in os.environ:
-        threads = str(max(1, cpu_count() // len(envs)))
+        threads = str(max(1, cpu_count() // (len(envs) * gpus_per_job)))
         for env in envs:
             env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
     return envs
 
 
-def slot_name(env: Dict[str, str]) -> str:
+def slot_name(env: Dict[str, str], gpus_per_job: int = 1) -> str:
     if env["CUDA_VISIBLE_DEVICES"]:
-        return f"GPU {env['CUDA_VISIBLE_DEVICES']}"
-    return f"CPU, {env.get('OMP_NUM_THREADS', 'all')} threads"
+        return f"GPU{'s' if ',' in env['CUDA_VISIBLE_DEVICES'] else ''} {env['CUDA_VISIBLE_DEVICES']}"
+    procs = f"{gpus_per_job} processes, " if gpus_per_job > 1 else ""
+    return f"CPU, {procs}{env.get('OMP_NUM_THREADS', 'all')} threads{' each' if procs else ''}"
 
 
 @dataclass
@@ -309,12 +325,13 @@ def run_pool(jobs: List[Job], slots: List[Dict[str, str]], status_file: str) -> 
 
 def start_pool_job(job: Job, slot: int, slot_env: Dict[str, str]) -> Running:
     log = os.path.join(job.dir, POOL_LOG)
+    where = slot_name(slot_env, per_job(os.environ.get("JOB_GPUS", "")))
     with open(log, "a", encoding="utf-8") as f:
-        f.write(f"=== {job.tag}: started {stamp()} ({slot_name(slot_env)}) ===\n")
+        f.write(f"=== {job.tag}: started {stamp()} ({where}) ===\n")
         f.flush()
         proc = start_job(job.argv, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **slot_env})
     job.status = "running"
-    print(f"[pool] start  {job.tag} ({slot_name(slot_env)}) -> {log}", flush=True)
+    print(f"[pool] start  {job.tag} ({where}) -> {log}", flush=True)
     return Running(job, proc, slot, log, time.time())
 
 
@@ -604,7 +621,7 @@ class Settings:
         if self.wait not in ("0", "1"):
             raise LaunchError(f"WAIT must be 0 or 1, got '{self.wait}'")
         if self.launcher == "pool":
-            pool_slots(self.gpus, self.slots)
+            pool_slots(self.gpus, self.slots, per_job(self.slurm.gpus))
         elif self.launcher == "slurm":
             require_submitit()
             self.slurm.parameters()
@@ -652,7 +669,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
             raise LaunchError("run needs --plan FILE and --status FILE")
         jobs = read_plan(args.plan)
         if settings.launcher == "pool" and jobs:
-            run_pool(jobs, pool_slots(settings.gpus, settings.slots), args.status)
+            run_pool(jobs, pool_slots(settings.gpus, settings.slots, per_job(settings.slurm.gpus)), args.status)
         elif settings.launcher == "slurm" and jobs:
             run_slurm(jobs, settings.slurm, args.status, settings.wait == "1", settings.poll_s)
         elif settings.launcher == "local":

@@ -34,6 +34,8 @@
 #                   default 240), JOB_ACCOUNT, JOB_QOS, JOB_SBATCH_ARGS (extra sbatch options),
 #                   JOB_MAX_REQUEUES (after a time limit, default 3); WAIT=1 waits for the jobs
 #                   and prints the table, otherwise rerun the command once they have finished.
+#            JOB_GPUS (--gpus-per-job) above 1, under any launcher: each job runs under torchrun
+#            with that many processes (GPUs of GPUS in the pool, Gloo processes on CPU).
 #            Under pool and slurm each job's stdout and stderr go to its folder (job.log, or
 #            slurm/<jobid>_0_log.out); finished jobs are skipped and unfinished ones rerun
 #            (resuming from their last saved epoch) exactly as under local.
@@ -267,7 +269,14 @@ run_job() {
         return 0
     fi
 
-    local cmd=("$PYTHON" train.py --root "$DATA_ROOT" --seed "$seed" --trainer "$TRAINER"
+    # JOB_GPUS (--gpus-per-job) above 1: the job runs data-parallel under torchrun, one process per
+    # GPU (Gloo processes on CPU); torchrun --standalone picks a free port, so jobs side by side
+    # in a pool do not meet each other's rendezvous.
+    local runner=("$PYTHON")
+    if [[ ${JOB_GPUS:-1} =~ ^[0-9]+$ && ${JOB_GPUS:-1} -gt 1 ]]; then
+        runner=("$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$JOB_GPUS")
+    fi
+    local cmd=("${runner[@]}" train.py --root "$DATA_ROOT" --seed "$seed" --trainer "$TRAINER"
         --dataset-config-file "$(dataset_config "$dataset")"
         --config-file "configs/trainers/$TRAINER/$cfg.yaml" --output-dir "$dir")
     if [[ -n $model_dir ]]; then cmd+=(--model-dir "$model_dir"); fi

@@ -123,6 +123,36 @@ def test_pool_matches_sequential(local_sweep, data, tmp_path):
     assert_tests_after_trains(output, lambda d: os.path.join(d, "job.log"))
 
 
+def test_pool_jobs_of_two_processes_match_one_process(local_sweep, data, tmp_path):
+    """--gpus-per-job 2 on CPU: each job runs under torchrun as 2 Gloo processes, and gives the
+    one-process job's result (seed 1 of the reference sweep: its train and test jobs)."""
+    output = str(tmp_path / "output")
+    proc = sweep(sweep_env(data, output, "pool", SEEDS="1"), "MMRL", "--slots", "1", "--gpus-per-job", "2")
+    assert summary(proc.stdout) == "Sweep summary (pool): 2 done, 0 skipped (existing results), 0 failed"
+    threads = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert proc.stdout.count(f"(CPU, 2 processes, {threads} threads each)") == 2
+    for tail in (TRAIN, TEST):
+        job_dir = os.path.join(output, tail.format(1))
+        with open(os.path.join(job_dir, "log.txt")) as f:
+            assert "Distributed run: 2 processes (gloo)" in f.read()
+        with open(os.path.join(job_dir, "job.log")) as f:
+            assert f"Running: {sys.executable} -m torch.distributed.run --standalone --nproc_per_node 2 train.py" in f.read()
+        assert final_accuracy(os.path.join(job_dir, "log.txt")) == \
+            final_accuracy(os.path.join(local_sweep[0], tail.format(1), "log.txt"))
+
+
+def test_gpus_per_job_splits_the_pool_and_is_checked():
+    from mmrl.launch import LaunchError, per_job, pool_slots
+
+    # GPUS=0,1,2,3 with 2 per job is two slots of two GPUs.
+    assert [s["CUDA_VISIBLE_DEVICES"] for s in pool_slots("0,1,2,3", "", 2)] == ["0,1", "2,3"]
+    assert per_job("") == per_job("1") == 1 and per_job("4") == 4
+    with pytest.raises(LaunchError, match="GPUS lists 3 GPUs \\('0,1,2'\\), not a multiple of --gpus-per-job 2"):
+        pool_slots("0,1,2", "", 2)
+    with pytest.raises(LaunchError, match="JOB_GPUS \\(--gpus-per-job\\) must be a whole number, got 'two'"):
+        per_job("two")
+
+
 @pytest.mark.slurm
 def test_slurm_matches_local(local_sweep, data, tmp_path):
     output = str(tmp_path / "output")
