@@ -11,9 +11,12 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 
-import clip
-from clip import clip as _clip_api
-from clip.model import CLIP, VisionTransformer, convert_weights
+# clip imports pkg_resources, whose deprecation warning would open every command's output.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+    import clip
+    from clip import clip as _clip_api
+    from clip.model import CLIP, VisionTransformer, convert_weights
 
 from mmrl.cache import cache_root
 from mmrl.files import atomic_write
