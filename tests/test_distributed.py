@@ -201,15 +201,22 @@ def test_seeded_augmentation_same_losses_with_loader_workers(launches, runs):
 
 
 def test_crash_on_one_rank_ends_all_and_the_run_resumes(launches, runs):
-    """Every rank of the two-node run exits non-zero, well within the timeout, rank 1 with its error;
+    """Every rank of the two-node run stops, well within the timeout, rank 1 with its error, rank 0 naming it;
     the rerun (2 ranks on one node) continues at epoch 1 and ends with the uninterrupted run's checkpoint."""
     base, procs, began = launches
     ends, outs = [], []
     for node in (0, 1):
         outs.append(finish(procs[f"crash{node}"], check=False))
         ends.append(time.time())
-    assert [procs[f"crash{node}"].returncode for node in (0, 1)] == [1, 1], outs
-    assert "RuntimeError: injected failure on rank 1 at epoch 2" in outs[1]
+    # Rank 1 fails with its traceback (a bug, not bad input), its torchrun with it; rank 0 names it in
+    # one line and its main() returns 1 (the harness then exits 0, so its torchrun does too).
+    failed = [i for i, o in enumerate(outs) if "RuntimeError: injected failure on rank 1 at epoch 2" in o]
+    assert len(failed) == 1 and procs[f"crash{failed[0]}"].returncode == 1, outs
+    survivor = outs[1 - failed[0]]
+    # Reset or closed: how the peer's socket ended (a crash closes it, a kill resets it) is a race.
+    assert re.search(r"^\[rank 0\] Error: rank 1 stopped \(connection (reset|closed)\) during epoch 2; rerun the "
+                     r"same command to resume from epoch 1$", survivor, re.M), survivor[-3000:]
+    assert json.load(open(base / f"crash{1 - failed[0]}.json"))["rc"] in ([1], [143])
     assert max(ends) - min(ends) < TIMEOUT_S
     out = base / "crash"
     assert sorted(os.listdir(out / "base" / LEARNER)) == ["checkpoint", "model.pth.tar-1"]
@@ -308,15 +315,29 @@ def wait_until(condition, timeout: float = 600.0) -> None:
         time.sleep(0.1)
 
 
-def rank_pid(agents: List[subprocess.Popen], rank: int) -> int:
+def rank_pid(agents: List[subprocess.Popen], rank: int, wait_s: float = 30.0) -> int:
     """The pid of the worker whose RANK is ``rank`` among those of the torchrun ``agents`` (the
     rendezvous, not the node rank, decides which node runs which rank)."""
+    deadline = time.time() + wait_s
+    while time.time() < deadline:
+        pid = _find_rank(agents, rank)
+        if pid:
+            return pid
+        time.sleep(0.2)
+    raise AssertionError(f"no worker of RANK {rank} under torchrun {[(a.pid, a.poll()) for a in agents]}")
+
+
+def _find_rank(agents: List[subprocess.Popen], rank: int) -> int:
     for agent in agents:
         for pid in subprocess.run(["pgrep", "-P", str(agent.pid)], capture_output=True, text=True).stdout.split():
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                if f"RANK={rank}".encode() in f.read().split(b"\0"):
-                    return int(pid)
-    raise AssertionError(f"no worker of RANK {rank} under torchrun {[a.pid for a in agents]}")
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    environ = f.read().split(b"\0")
+            except OSError:  # gone meanwhile
+                continue
+            if f"RANK={rank}".encode() in environ:
+                return int(pid)
+    return 0
 
 
 def test_a_killed_rank_is_named_by_the_survivor(shared_root, tmp_path):
@@ -340,7 +361,7 @@ def test_a_killed_rank_is_named_by_the_survivor(shared_root, tmp_path):
         for proc in (p for procs in agents.values() for p in procs if p.poll() is None):
             proc.kill()
             proc.wait()
-    line = re.compile(r"^\[rank 0\] Error: rank 1 stopped \(connection reset\) during epoch (\d+); "
+    line = re.compile(r"^\[rank 0\] Error: rank 1 stopped \(connection (?:reset|closed)\) during epoch (\d+); "
                       r"rerun the same command to resume from epoch (\d+)$", re.M)
     # On rank 1's node torchrun stops rank 0 with SIGTERM while it names the lost rank: 143. Alone on
     # its node, rank 0 ends with 1, or 143 when its own agent, losing the rendezvous, stops it first.

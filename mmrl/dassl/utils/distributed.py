@@ -179,11 +179,11 @@ def _backend_reason(err: BaseException) -> str:
     return type(err).__name__
 
 
-def _roll_call(timeout_s: float) -> Tuple[List[int], int]:
+def _roll_call(timeout_s: float) -> Tuple[Optional[List[int]], int]:
     """(the ranks that did not answer within ``timeout_s``, a signal that came meanwhile or 0).
 
     Every surviving rank writes its key in the launcher's store (torchrun's agent holds it, so it
-    outlives a dead worker) and reads the others'. A store that cannot be reached names no rank.
+    outlives a dead worker) and reads the others'. None: the store could not be asked.
     """
     from mmrl.dassl.engine.interrupt import RunInterrupted
 
@@ -192,7 +192,7 @@ def _roll_call(timeout_s: float) -> Tuple[List[int], int]:
         store = dist.distributed_c10d._get_default_store()
         store.set(f"{_ROLL_CALL_KEY}{me}", "1")
     except Exception:  # the store went with the failure: nothing to ask
-        return [], 0
+        return None, 0
     missing = [r for r in range(world) if r != me]
     deadline = time.time() + timeout_s
     try:
@@ -203,7 +203,7 @@ def _roll_call(timeout_s: float) -> Tuple[List[int], int]:
     except RunInterrupted as interrupt:  # torchrun stops the survivors once it sees a worker die
         return missing, interrupt.signum
     except Exception:
-        return [], 0
+        return None, 0
     return missing, 0
 
 
@@ -216,6 +216,8 @@ def peer_lost(err: BaseException, where: str = "", advice: str = "rerun the same
     if not is_distributed() or not _raised_by_backend(err):
         return None
     lost, signum = _roll_call(timeout_s)
+    if lost == [] and not signum:
+        return None  # every rank answered: a failure of the exchange itself, not of a peer
     reason = _backend_reason(err)
     if not lost:
         who = "another rank stopped"
