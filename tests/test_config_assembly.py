@@ -95,7 +95,7 @@ def test_overrides_table_is_read_by_task_and_dataset():
 # ---- the trainer's keys --------------------------------------------------------------------
 
 MMRL_KEYS = {"ALPHA": 0.7, "REG_WEIGHT": 1.0, "REP_LAYERS": [], "REP_DIM": 512, "N_REP_TOKENS": 5,
-             "PREC": "fp16", "PREC_ON_CPU": False, "RECOMPUTE": "auto"}
+             "PREC": "fp16", "PREC_ON_CPU": False, "RECOMPUTE": "auto", "MEMORY_BUDGET_GB": 0.0}
 
 
 def test_engine_defaults_hold_no_method_keys():
