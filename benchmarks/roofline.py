@@ -229,6 +229,9 @@ def main(argv=None) -> int:
                 if total != parts.total or total != floor_flops:
                     print(f"warning: counts differ (step {total}, by part {parts.total}, replayed {floor_flops})")
                 rows.append((prec, classes, mode, parts, step_s, floor_s))
+                print(f"measured {prec}, {classes} classes, recompute {mode}: {parts.total / 1e9:.1f} GFLOP, "
+                      f"{step_s:.3f} s per step, floor {floor_s:.3f} s ({floor_s / step_s:.0%}); load average "
+                      f"{os.getloadavg()[0]:.2f}", flush=True)
                 if args.profile:
                     train_step()
                     profiles.append(((prec, classes, mode), profile_step(train_step, device)))
