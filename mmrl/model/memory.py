@@ -113,9 +113,14 @@ def memory_budget(device: torch.device, budget_gb: float = 0.0) -> Tuple[int, st
     if budget_gb and budget_gb > 0:
         return int(budget_gb * GB), f"budget {budget_gb:g} GB (MEMORY_BUDGET_GB)"
     free = free_memory_bytes(device)
+    share = FREE_MEMORY_SHARE
     what = "free CUDA memory" if device.type == "cuda" else "available memory"
-    return int(FREE_MEMORY_SHARE * free), f"budget {FREE_MEMORY_SHARE * free / GB:.1f} GB " \
-                                          f"({FREE_MEMORY_SHARE:.0%} of {free / GB:.1f} GB {what})"
+    # The processes of a node share its memory on CPU (torchrun sets LOCAL_WORLD_SIZE); a GPU is one rank's.
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if device.type == "cpu" else 1
+    if local > 1:
+        share /= local
+        what += f", shared by {local} processes"
+    return int(share * free), f"budget {share * free / GB:.1f} GB ({share:.0%} of {free / GB:.1f} GB {what})"
 
 
 def decide_recompute(choice: str, off_bytes: int, on_bytes: int, budget_bytes: Optional[int],
