@@ -71,6 +71,7 @@ def main(argv=None) -> int:
         return 0
 
     work = args.work_dir or tempfile.mkdtemp(prefix="mmrl-bench-")
+    os.makedirs(work, exist_ok=True)
     weights = os.path.join(work, "vit-b16-random.pt")
     data = os.path.join(work, "data")
     subprocess.run([sys.executable, __file__, "--classes", str(args.classes), "--per-class", str(args.per_class),
