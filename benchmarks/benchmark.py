@@ -39,6 +39,7 @@ from mmrl.demo.clip import MINI_SPEC, VIT_B16_SPEC, build_random_clip
 from mmrl.model.clip_loader import convert_weights
 from mmrl.model.coop import PromptCLIP
 from mmrl.model.maple import MaPLeCLIP
+from mmrl.model.memory import choose_recompute
 from mmrl.model.mmrl import RepresentationCLIP
 from mmrl.model import towers
 from mmrl.model.promptsrc import PromptSRCCLIP
@@ -92,7 +93,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--recompute", choices=["auto", "on", "off"], default="auto",
                    help="recompute the token-carrying blocks in backward, as TRAINER.<NAME>.RECOMPUTE "
-                        "(auto: on CPU only, the trainers' default)")
+                        "(auto, the trainers' default: off when the step's estimated activations fit "
+                        "--memory-budget-gb, mmrl.model.memory)")
+    p.add_argument("--memory-budget-gb", type=float, default=0.0,
+                   help="as TRAINER.<NAME>.MEMORY_BUDGET_GB (0: half the free memory)")
     p.add_argument("--compile", action="store_true", help="torch.compile the towers' per-block functions")
     p.add_argument("--row", action="store_true", help="print one tab-separated line of figures")
     p.add_argument("--distributed", action="store_true",
@@ -101,9 +105,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--class-counts", type=int, nargs="+", default=[50, 1000])
     p.add_argument("--worker-out", default="", help=argparse.SUPPRESS)  # a rank of --distributed
     args = p.parse_args(argv)
-    device = torch.device(args.device)
-    args.recompute_on = args.recompute == "on" or (args.recompute == "auto" and device.type == "cpu")
-    if args.compile and args.recompute_on:
+    if args.compile and args.recompute != "off":
         # Compiled blocks recomputed by torch.utils.checkpoint fail its metadata check (the
         # recomputation meets another compiled graph).
         p.error("--compile needs --recompute off")
@@ -147,7 +149,8 @@ def build(args: argparse.Namespace, device: torch.device, sharding=None):
     if args.trainer in PROMPT_LEARNERS:
         if sharding is not None:
             raise SystemExit(f"--distributed times MMRL / MMRLpp only, not {args.trainer}")
-        model, args.loss, cfg.OPTIM.LR = PROMPT_LEARNERS[args.trainer](clip_model, names, args.recompute_on)
+        model, args.loss, cfg.OPTIM.LR = PROMPT_LEARNERS[args.trainer](clip_model, names, args.recompute == "on")
+        args.recompute_why = "on: the image tower" if args.recompute == "on" else "off"
         model.to(device)
         model.learner = model.trainable  # the name used below
         cfg.OPTIM.NAME = "sgd"
@@ -156,10 +159,13 @@ def build(args: argparse.Namespace, device: torch.device, sharding=None):
     # The reference configuration: K = 5 tokens in blocks 6..12, d_r = 512 (MMRL++: ranks 64 and 4).
     arch = RepArch.from_clip(clip_model, args.trainer, 5, (6, 7, 8, 9, 10, 11, 12), 512,
                              proj_lora_dim=64, res_lora_dim=4)
-    kwargs = {"alpha": 0.7, "recompute": args.recompute_on}
+    kwargs = {"alpha": 0.7}
     if args.trainer == "MMRLpp":
         kwargs["beta"] = 0.9
     model = RepresentationCLIP(clip_model, prompts, arch, sharding=sharding, **kwargs).to(device)
+    batch = dist.check_global_batch(args.batch_size, "--batch-size")
+    model.recompute, args.recompute_why = choose_recompute(model, args.recompute, batch, args.prec, device,
+                                                           args.memory_budget_gb)
     cfg.OPTIM.NAME, cfg.OPTIM.LR = "adamw", 0.001
     optim = build_optimizer(model.learner, cfg.OPTIM)
     return model, optim, spec["image_resolution"]
@@ -254,7 +260,8 @@ def free_port() -> int:
 def distributed(args: argparse.Namespace) -> int:
     """Launch each (classes, world size) under torchrun and print every rank's figures."""
     forwarded = ["--trainer", args.trainer, "--spec", args.spec, "--device", args.device, "--prec", args.prec,
-                 "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--recompute", args.recompute]
+                 "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--recompute", args.recompute,
+                 "--memory-budget-gb", str(args.memory_budget_gb)]
     cores = os.cpu_count() or 1
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -326,7 +333,8 @@ def main(argv=None) -> int:
             f"{peak_memory_gb(device):.2f}")))
         return 0
     print(f"trainer            {args.trainer} ({args.spec}, random weights, {args.prec}, {device}"
-          f"{', recompute' if args.recompute_on else ''}{', compiled' if args.compile else ''})")
+          f"{', compiled' if args.compile else ''})")
+    print(f"recompute          {'on' if getattr(model, 'recompute', False) else 'off'} ({args.recompute_why})")
     print(f"threads            {torch.get_num_threads()}")
     print(f"classes / batch    {args.classes} / {args.batch_size} "
           f"(longest prompt {int(getattr(model, 'text', model).eot_index.max()) + 1} tokens)")

@@ -38,6 +38,7 @@ def measure(args: argparse.Namespace) -> None:
     from mmrl.dassl.engine.trainer import AUTOCAST_DTYPES
     from mmrl.demo.clip import MINI_SPEC, VIT_B16_SPEC, build_random_clip
     from mmrl.model.clip_loader import convert_weights
+    from mmrl.model.memory import choose_recompute
     from mmrl.model.mmrl import RepresentationCLIP
     from mmrl.model.representation import RepArch
 
@@ -54,8 +55,9 @@ def measure(args: argparse.Namespace) -> None:
     words = ["red", "spotted", "mountain", "grey", "long", "tailed", "house", "river", "jet", "night"]
     prompts = [f"a photo of a {' '.join(words[(i + j) % len(words)] for j in range(1 + i % 6))}."
                for i in range(args.classes)]
-    recompute = args.recompute == "on" or (args.recompute == "auto" and device.type == "cpu")
-    model = RepresentationCLIP(clip_model, prompts, arch, alpha=0.7, recompute=recompute).to(device)
+    model = RepresentationCLIP(clip_model, prompts, arch, alpha=0.7).to(device)
+    # "auto" decides as the trainers do, for the method configs' batch of 4 images.
+    model.recompute, _ = choose_recompute(model, args.recompute, 4, args.prec, device)
     features = model.whole_sequence_text_features if args.way == "whole" else model.text_features
     autocast_dtype = AUTOCAST_DTYPES.get(args.prec)
 
@@ -99,7 +101,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=2, help="timed steps (after one warm-up step)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--recompute", choices=["auto", "on", "off"], default="auto",
-                   help="as TRAINER.<NAME>.RECOMPUTE (auto: on CPU only)")
+                   help="as TRAINER.<NAME>.RECOMPUTE (auto: as the trainers decide for a batch of 4)")
     p.add_argument("--way", choices=WAYS, help=argparse.SUPPRESS)  # one measurement, in a child process
     args = p.parse_args(argv)
     if args.way:

@@ -96,7 +96,8 @@ def test_overrides_table_is_read_by_task_and_dataset():
 
 # The papers' values: the defaults are the only home of the method's values.
 MMRL_KEYS = {"ALPHA": 0.7, "REG_WEIGHT": 1.0, "REP_LAYERS": [6, 7, 8, 9, 10, 11, 12], "REP_DIM": 512,
-             "N_REP_TOKENS": 5, "PREC": "amp", "PREC_ON_CPU": False, "RECOMPUTE": "auto"}
+             "N_REP_TOKENS": 5, "PREC": "amp", "PREC_ON_CPU": False, "RECOMPUTE": "auto",
+             "MEMORY_BUDGET_GB": 0.0}
 
 
 def test_engine_defaults_hold_no_method_keys():

@@ -16,6 +16,7 @@ from mmrl.dassl.optim import build_lr_scheduler, build_optimizer
 from mmrl.dassl.utils import distributed as dist
 from mmrl.model.checkpoint import (CHECKPOINT_FOLDERS, DEFAULT_SOURCE_DATASET, checkpoint_arch, create_model,
                                    read_learner)
+from mmrl.model.memory import choose_recompute
 from mmrl.model.mmrl import decoupled_inference
 from mmrl.model.representation import RepArch
 
@@ -70,10 +71,12 @@ class MMRL(CLIPTrainer):
         node.PREC = "amp"  # fp16 / fp32 / amp / bf16 (ours)
         # Ours: on CPU, fp16 and amp run as fp32 unless this is True (then exactly as on CUDA).
         node.PREC_ON_CPU = False
-        # Ours: "on" recomputes the blocks above the first insertion layer in backward instead of
-        # keeping their activations (~0.3 GB less at ViT-B/16, batch 4; ~20% more time per step);
-        # "auto" does so on CPU, where memory is scarce, and not on a GPU.
+        # Ours: "on" recomputes the blocks from the first insertion layer on in backward instead of
+        # keeping their activations (less memory, ~20-30% more time per step); "auto" keeps them when
+        # the step's estimated activations fit MEMORY_BUDGET_GB, or half the free memory when it is 0
+        # (mmrl.model.memory).
         node.RECOMPUTE = "auto"  # auto / on / off
+        node.MEMORY_BUDGET_GB = 0.0
         cfg.TRAINER[cls.variant] = node
 
     @property
@@ -85,18 +88,15 @@ class MMRL(CLIPTrainer):
         node = cfg.TRAINER[self.variant]
         if node.RECOMPUTE not in ("auto", "on", "off"):
             raise ValueError(f"TRAINER.{self.variant}.RECOMPUTE must be auto, on or off, got {node.RECOMPUTE!r}")
+        if float(node.MEMORY_BUDGET_GB) < 0:
+            raise ValueError(f"TRAINER.{self.variant}.MEMORY_BUDGET_GB must be 0 (half the free memory) or a "
+                             f"positive number of GB, got {node.MEMORY_BUDGET_GB!r}")
         scored_logits(cfg.TASK, cfg.DATASET.SUBSAMPLE_CLASSES, cfg.DATASET.NAME, DEFAULT_SOURCE_DATASET)
 
     # ---- building -------------------------------------------------------------------------------
     def arch_from_cfg(self, clip_model) -> RepArch:
         # The learner of this variant declares which keys define its architecture.
         return RepArch.from_config(clip_model, self.variant, self.method_cfg)
-
-    @property
-    def recompute(self) -> bool:
-        # "auto": trade time for memory on CPU only; a GPU has the memory and is better spent on speed.
-        choice = self.method_cfg.RECOMPUTE
-        return choice == "on" or (choice == "auto" and self.device.type == "cpu")
 
     def build_model(self):
         self.clip_model = self.load_clip()
@@ -111,12 +111,17 @@ class MMRL(CLIPTrainer):
         print(f"Building {self.variant} (architecture: {arch.to_dict()})")
         # Under torchrun each rank runs its share of the class prompts through the text tower.
         sharding = dist.RowSharding("classes") if dist.is_distributed() else None
-        self.model = create_model(self.clip_model, self.prompts, arch, self.method_cfg, recompute=self.recompute,
+        self.model = create_model(self.clip_model, self.prompts, arch, self.method_cfg,
                                   sharding=sharding).to(self.device)
+        node = self.method_cfg
+        batch = dist.check_global_batch(self.cfg.DATALOADER.TRAIN_X.BATCH_SIZE)
+        self.recompute, why = choose_recompute(self.model, node.RECOMPUTE, batch, self.precision, self.device,
+                                               node.MEMORY_BUDGET_GB)
+        self.model.recompute = self.recompute
+        print(f"Recomputation {'on' if self.recompute else 'off'} (TRAINER.{self.variant}.RECOMPUTE {why})")
         learner = self.model.learner
         n_trainable = sum(p.numel() for p in learner.parameters() if p.requires_grad)
-        print(f"Trainable parameters: {n_trainable:,} (CLIP stays frozen)"
-              f"{'; token-carrying blocks are recomputed in backward' if self.recompute else ''}")
+        print(f"Trainable parameters: {n_trainable:,} (CLIP stays frozen)")
         optim = build_optimizer(learner, self.cfg.OPTIM)
         sched = build_lr_scheduler(optim, self.cfg.OPTIM)
         if self.model_name in self.get_model_names():

@@ -200,19 +200,32 @@ class RepresentationCLIP(nn.Module):
         f = self.text_tower.feature(x, self.eot_index, shift=self.arch.n_tokens)
         return self._all_classes(F.normalize(_wide(f), dim=-1))
 
-    def _image_features(
-        self, images: torch.Tensor, visual_tokens: List[torch.Tensor], with_zero_shot: bool
-    ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    def _image_lower(self, images: torch.Tensor) -> torch.Tensor:
+        """Blocks below the first insertion layer, shared by both image branches: [L, B, Dv]."""
         tower = self.image_tower
-        x = tower.run(tower.embed(images), 0, self.start)  # shared by both branches
-        f_zs = None
-        if with_zero_shot:
-            with torch.no_grad():
-                f_zs = F.normalize(_wide(tower.cls_feature(tower.run(x, self.start, tower.n_layers))), dim=-1)
+        return tower.run(tower.embed(images), 0, self.start)
+
+    @torch.no_grad()
+    def _zero_shot_image(self, x: torch.Tensor) -> torch.Tensor:
+        """The frozen CLIP's class-token feature from the shared lower states x, [B, d], L2-normalised."""
+        tower = self.image_tower
+        return F.normalize(_wide(tower.cls_feature(tower.run(x, self.start, tower.n_layers))), dim=-1)
+
+    def _image_upper(self, x: torch.Tensor, visual_tokens: List[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(f_c, f_r) from the shared lower states x, the tokens spliced in from the first insertion layer."""
+        tower = self.image_tower
         inserts = dict(zip(self.layer_index, visual_tokens))
         x = tower.run(x, self.start, tower.n_layers, inserts, self._blend, self.recompute)
         f_c = F.normalize(_wide(tower.cls_feature(x)), dim=-1)
         f_r = F.normalize(_wide(tower.token_feature(x, self.arch.n_tokens, self.learner.rep_projection())), dim=-1)
+        return f_c, f_r
+
+    def _image_features(
+        self, images: torch.Tensor, visual_tokens: List[torch.Tensor], with_zero_shot: bool
+    ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        x = self._image_lower(images)
+        f_zs = self._zero_shot_image(x) if with_zero_shot else None
+        f_c, f_r = self._image_upper(x, visual_tokens)
         return f_c, f_r, f_zs
 
     def image_features(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -253,6 +266,11 @@ class RepresentationCLIP(nn.Module):
         text_tokens, visual_tokens = self.learner()
         w_mine = self._text_features(text_tokens)
         f_c, f_r, f_zs = self._image_features(images, visual_tokens, with_zero_shot=True)
+        return self._with_loss(f_c, f_r, f_zs, w_mine, labels, reg_weight, batch_share)
+
+    def _with_loss(self, f_c: torch.Tensor, f_r: torch.Tensor, f_zs: torch.Tensor, w_mine: torch.Tensor,
+                   labels: torch.Tensor, reg_weight: float, batch_share: float) -> RepresentationOutput:
+        """Logits of the features and the training loss (``mmrl_loss``); w_mine: this process's classes."""
         out = self._output(f_c, f_r, self._all_classes(w_mine))
         loss = mmrl_loss(out.logits_c, out.logits_r, f_c, f_zs, w_mine, self.w_zs, labels, self.alpha, reg_weight,
                          batch_share=batch_share, class_share=self.class_share)

@@ -38,9 +38,14 @@ def prefix_causal_mask(prefix: int, length: int, dtype: torch.dtype, device: tor
 
 
 def run_block(block: nn.Module, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
-    """One ``clip.model.ResidualAttentionBlock`` on x [L, N, D] with the given additive mask."""
-    h = block.ln_1(x)
-    x = x + block.attn(h, h, h, need_weights=False, attn_mask=mask)[0]
+    """One ``clip.model.ResidualAttentionBlock`` on x [L, N, D] with the given additive mask.
+
+    The block's own weights, with the attention written out (:func:`_heads`, :func:`_attend`):
+    ``nn.MultiheadAttention`` copies q, k and v into a contiguous tensor first, which SDPA does not
+    need (3 L N D floats written and read again per block, and as much again in backward)."""
+    attn = block.attn
+    q, k, v = _heads(attn, block.ln_1(x))
+    x = x + _attend(attn, q, k, v, mask)
     return x + block.mlp(block.ln_2(x))
 
 
@@ -54,10 +59,10 @@ def _heads(attn: nn.MultiheadAttention, h: torch.Tensor) -> Tuple[torch.Tensor, 
 
 
 def _attend(attn: nn.MultiheadAttention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-            mask: torch.Tensor) -> torch.Tensor:
+            mask: Optional[torch.Tensor]) -> torch.Tensor:
     """Fused scaled-dot-product attention of q [N, H, Lq, hd] over k, v [N, H, Lk, hd], then the
     block's out-projection: [Lq, N, D]. The same maths as ``nn.MultiheadAttention`` (scale hd^-0.5)."""
-    o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype))  # [N, H, Lq, hd]
+    o = F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None else mask.to(q.dtype))  # [N, H, Lq, hd]
     n, heads, length, hd = o.shape
     return F.linear(o.permute(2, 0, 1, 3).reshape(length, n, heads * hd), attn.out_proj.weight, attn.out_proj.bias)
 

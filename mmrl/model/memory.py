@@ -1,0 +1,146 @@
+"""Whether a training step recomputes its token-carrying blocks: an estimate of the step's activation
+memory in both modes against a memory budget.
+
+Recomputing saves memory and costs time (the blocks from the first insertion layer on run twice), so
+``auto`` keeps the activations whenever they fit the budget. The estimate counts what autograd keeps
+for the backward of one stock CLIP block on x [L, N, D] (T = L N tokens; the frozen weights need no
+gradient, so no product keeps its input; tests/test_memory.py checks it against the tensors autograd
+actually saves):
+
+- the inputs of both layer norms, fp32 even in half precision (2 T D x 4 bytes) and their mean and
+  reciprocal std (2 T x 2 x 4 bytes);
+- the attention's q, k, v (the in-projection's output, 3 T D), its output (T D) and log-sum-exp
+  (T x heads x 4 bytes); in the text tower's shared-prefix blocks, each group's keys and values
+  joined to the prefix's (2 D x (classes x prefix + own positions));
+- the MLP's hidden state and its sigmoid (QuickGELU), 2 x 4 T D;
+each of the products' outputs in the precision they run in (4 bytes, or 2 under fp16 / amp / bf16).
+With recomputation, a block keeps only its input (the residual stream: fp32, fp16 under PREC fp16),
+and one block's activations are live again at a time in backward.
+"""
+import os
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+
+GB = 1024 ** 3
+# The share of the free memory an activation estimate may take when no budget is configured: the
+# rest is for what the estimate leaves out (gradients in flight, the allocator's slack, evaluation
+# batches, data loading) and for other processes.
+FREE_MEMORY_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class TowerShape:
+    """The part of a tower that trains: ``blocks`` blocks on ``tokens`` positions of width ``width``."""
+
+    tokens: int  # T, summed over the sequences (image: batch x (1 + patches + K))
+    width: int  # D
+    heads: int
+    blocks: int  # blocks that carry tokens (from the first insertion layer on)
+    joined_kv: int = 0  # text: positions whose keys and values are joined to the prefix's, summed
+
+
+def block_activation_bytes(shape: TowerShape, product_bytes: int) -> int:
+    """What autograd keeps for the backward of one block of ``shape`` (see the module docstring)."""
+    t, d = shape.tokens, shape.width
+    norms = 2 * t * d * 4 + 2 * t * 2 * 4
+    attention = 4 * t * d * product_bytes + t * shape.heads * 4 + 2 * d * shape.joined_kv * product_bytes
+    mlp = 2 * 4 * t * d * product_bytes
+    return norms + attention + mlp
+
+
+def activation_bytes(towers: Tuple[TowerShape, ...], precision: str, recompute: bool) -> int:
+    """The step's activation memory estimate: every training block's, or with ``recompute`` their
+    inputs and the largest block's activations (rebuilt in backward one block at a time)."""
+    product_bytes = 2 if precision in ("fp16", "amp", "bf16") else 4
+    if not recompute:
+        return sum(s.blocks * block_activation_bytes(s, product_bytes) for s in towers)
+    residual_bytes = 2 if precision == "fp16" else 4
+    inputs = sum(s.blocks * s.tokens * s.width * residual_bytes for s in towers)
+    return inputs + max(block_activation_bytes(s, product_bytes) for s in towers)
+
+
+def model_towers(model: torch.nn.Module, batch: int) -> Tuple[TowerShape, ...]:
+    """The training parts of a ``RepresentationCLIP`` step on ``batch`` images (this process's classes)."""
+    visual = model.clip_model.visual
+    k = model.arch.n_tokens
+    patches = (visual.input_resolution // visual.conv1.kernel_size[0]) ** 2
+    image_blocks = model.image_tower.n_layers - model.start
+    text_blocks = model.text_tower.n_layers - model.start
+    groups = model.class_groups()
+    prefix = 1 + k
+    n_classes = sum(g.shape[1] for g in groups.groups)
+    image = TowerShape(batch * (1 + patches + k), visual.conv1.weight.shape[0],
+                       visual.transformer.resblocks[0].attn.num_heads, image_blocks)
+    text_attn = model.text_tower.blocks[0].attn
+    text = TowerShape(prefix + groups.n_tokens, text_attn.embed_dim, text_attn.num_heads, text_blocks,
+                      joined_kv=n_classes * prefix + groups.n_tokens)
+    return image, text
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    """Memory a new allocation can take now: CUDA's free memory, or the system's available memory
+    (MemAvailable of /proc/meminfo, capped by a cgroup limit when one is set)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    available = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    if available is None:
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            limit = open(path).read().strip()
+            used_path = path.replace("memory.max", "memory.current").replace("limit_in_bytes", "usage_in_bytes")
+            if limit.isdigit() and int(limit) < 1 << 60:
+                available = min(available, int(limit) - int(open(used_path).read().strip()))
+                break
+        except (OSError, ValueError):
+            continue
+    return max(0, available)
+
+
+def memory_budget(device: torch.device, budget_gb: float = 0.0) -> Tuple[int, str]:
+    """(bytes, where the figure comes from): ``budget_gb`` when positive, else a share of the free memory."""
+    if budget_gb and budget_gb > 0:
+        return int(budget_gb * GB), f"budget {budget_gb:g} GB (MEMORY_BUDGET_GB)"
+    free = free_memory_bytes(device)
+    share = FREE_MEMORY_SHARE
+    what = "free CUDA memory" if device.type == "cuda" else "available memory"
+    # The processes of a node share its memory on CPU (torchrun sets LOCAL_WORLD_SIZE); a GPU is one rank's.
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if device.type == "cpu" else 1
+    if local > 1:
+        share /= local
+        what += f", shared by {local} processes"
+    return int(share * free), f"budget {share * free / GB:.1f} GB ({share:.0%} of {free / GB:.1f} GB {what})"
+
+
+def decide_recompute(choice: str, off_bytes: int, on_bytes: int, budget_bytes: Optional[int],
+                     budget_text: str = "") -> Tuple[bool, str]:
+    """(recompute?, the reason, one line). ``choice`` "on" / "off" is obeyed; "auto" keeps the
+    activations (faster) when their estimate ``off_bytes`` fits the budget, and recomputes otherwise."""
+    figures = f"activations estimated at {off_bytes / GB:.2f} GB kept, {on_bytes / GB:.2f} GB recomputed"
+    if choice in ("on", "off"):
+        return choice == "on", f"as configured; {figures}"
+    if choice != "auto":
+        raise ValueError(f"RECOMPUTE must be auto, on or off, got {choice!r}")
+    if off_bytes <= budget_bytes:
+        return False, f"auto: {figures}, kept: {off_bytes / GB:.2f} GB fits the {budget_text}"
+    return True, f"auto: {figures}, recomputed: {off_bytes / GB:.2f} GB exceeds the {budget_text}"
+
+
+def choose_recompute(model: torch.nn.Module, choice: str, batch: int, precision: str, device: torch.device,
+                     budget_gb: float = 0.0) -> Tuple[bool, str]:
+    """``decide_recompute`` for a ``RepresentationCLIP`` training on ``batch`` images per step."""
+    towers = model_towers(model, batch)
+    off, on = activation_bytes(towers, precision, False), activation_bytes(towers, precision, True)
+    budget, text = memory_budget(device, budget_gb) if choice == "auto" else (None, "")
+    return decide_recompute(choice, off, on, budget, text)
