@@ -11,7 +11,7 @@ from typing import Any, Dict, Optional
 import torch
 
 from mmrl.dassl.config import CfgNode
-from mmrl.dassl.engine import TRAINER_REGISTRY, resolve_precision
+from mmrl.dassl.engine import TRAINER_REGISTRY
 from mmrl.dassl.metrics import compute_accuracy
 from mmrl.dassl.optim import build_lr_scheduler, build_optimizer
 from mmrl.dassl.utils import find_checkpoint_file, load_checkpoint
@@ -74,13 +74,6 @@ class CoOp(CLIPTrainer):
         return {"csc": node.CSC, "position": node.CLASS_TOKEN_POSITION}
 
     # ---- building -------------------------------------------------------------------------------
-    def resolve_method_precision(self) -> None:
-        # The engine reads PREC under TRAINER.<registered name>; the published keys are under
-        # TRAINER.COOP / TRAINER.COCOOP, so the precision is resolved again from that node.
-        view = CfgNode({"TRAINER": {"NAME": self.node_name, self.node_name: self.method_cfg.clone()}})
-        self.precision = resolve_precision(view, self.device)
-        self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "amp" else None
-
     def build_model(self):
         self.resolve_method_precision()
         cfg, node = self.cfg, self.method_cfg

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmrl.model.checkpoint import check_learned_tensors
 from mmrl.model.prompted_text import PromptedText, class_token_layout, context_init, context_prompts
 from mmrl.model.towers import ImageTower
 
@@ -54,12 +55,7 @@ class ContextLearner(nn.Module):
         state = {k: v for k, v in state_dict.items() if k not in FROZEN_PUBLISHED_KEYS}
         own = self.state_dict()
         hint = "it was trained with another N_CTX, CSC, backbone or method"
-        for key, value in own.items():
-            if key not in state:
-                raise ValueError(f"{where} lacks {key!r} (shape {list(value.shape)}); {hint}")
-            if tuple(state[key].shape) != tuple(value.shape):
-                raise ValueError(f"{where}: {key!r} has shape {list(state[key].shape)}, this model "
-                                 f"{list(value.shape)}; {hint}")
+        check_learned_tensors(own, state, where, hint)
         extra = sorted(set(state) - set(own))
         if extra:
             raise ValueError(f"{where} has unexpected {extra[0]!r}; {hint}")
