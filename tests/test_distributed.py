@@ -347,12 +347,15 @@ def test_a_killed_rank_is_named_by_the_survivor(shared_root, tmp_path):
     run = b2n_runs("MMRL", shared_root, tmp_path / "two-nodes")[0][:-len(SETTINGS)] + [
         "DATASET.NUM_SHOTS", "8", "OPTIM.MAX_EPOCH", "10", "TRAIN.PRINT_FREQ", "1", "DISTRIBUTED.TIMEOUT", str(TIMEOUT_S)]
     port = free_port()
-    agents = {"two-nodes": [start(two_nodes(node, port), tmp_path / f"n{node}.json", run) for node in (0, 1)],
-              "one-node": [start(torchrun(2), tmp_path / "one.json",
-                                 [a.replace("two-nodes", "one-node") for a in run])]}
+    # One after the other: a run left waiting would train to its end before its kill.
+    launch = {"two-nodes": lambda: [start(two_nodes(node, port), tmp_path / f"n{node}.json", run) for node in (0, 1)],
+              "one-node": lambda: [start(torchrun(2), tmp_path / "one.json",
+                                         [a.replace("two-nodes", "one-node") for a in run])]}
+    agents: Dict[str, List[subprocess.Popen]] = {}
     seen = {}
     try:
-        for name, procs in agents.items():
+        for name in launch:
+            procs = agents[name] = launch[name]()
             # Rank 0 alone writes the log, line by line: the moment to kill is read there.
             wait_until(lambda: "epoch [2/10] batch [3/" in read_or_empty(tmp_path / name / "base" / "log.txt"))
             os.kill(rank_pid(procs, 1), signal.SIGKILL)
