@@ -237,14 +237,19 @@ def assemble_config(args: argparse.Namespace) -> AssembledConfig:
         _merge_file(cfg, args.dataset_config_file, "--dataset-config-file")
     config_files: List[str] = []
     if args.config_file:
+        missing = (f"--trainer is missing and {args.config_file} sets no TRAINER.NAME: name the trainer to run "
+                   "(e.g. --trainer MMRL)")
         try:
             config_files = _merge_file(cfg, args.config_file, "--config-file")
         except ValueError as err:
             # Without a trainer its keys are not declared: the missing flag is the error, not the key.
             if not name and 'unknown config key "TRAINER.' in str(err):
-                raise ValueError(f"--trainer is missing and {args.config_file} sets no TRAINER.NAME: name the "
-                                 "trainer to run (e.g. --trainer MMRL)") from None
+                raise ValueError(missing) from None
             raise
+        # A method YAML that states only the protocol (its method values are the trainer's defaults)
+        # merges without a trainer; the flag is still what is missing.
+        if not name:
+            raise ValueError(missing)
     reset_cfg(cfg, args)
     opts = list(args.opts or [])
     task = task_of(cfg, opts)

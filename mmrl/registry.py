@@ -101,11 +101,13 @@ def protocol_datasets(protocol: str, order: str = "sweep") -> List[str]:
 
 
 def trainer_names() -> List[str]:
-    """The registered trainers, in the order their modules register them."""
+    """The registered trainers in the tables' order: each trainer's ``table_rank`` (the papers' order,
+    baselines first), then the order their modules register them."""
     import trainers  # noqa: F401  (registers the repository's trainers)
     from mmrl.dassl.engine import TRAINER_REGISTRY
 
-    return TRAINER_REGISTRY.registered_names()
+    names = TRAINER_REGISTRY.registered_names()
+    return sorted(names, key=lambda n: getattr(TRAINER_REGISTRY.get(n), "table_rank", len(names)))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

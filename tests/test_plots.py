@@ -71,10 +71,11 @@ def test_b2n_figure_and_formats(tmp_path, capsys):
     assert [ax.get_title() for ax in fig.axes] == ["DTD", "demo", "Average"]
     dtd = fig.axes[0]
     bars = [c for c in dtd.containers if isinstance(c, BarContainer)]  # one series per trainer
-    assert [c.get_label() for c in bars] == ["MMRL", "MMRLpp", "ZeroshotCLIP"]
+    # The papers' order: the zero-shot baseline first.
+    assert [c.get_label() for c in bars] == ["ZeroshotCLIP", "MMRL", "MMRLpp"]
     assert all(len(c.patches) == 3 for c in bars)  # Base, New, HM
     assert [t.get_text() for t in dtd.get_xticklabels()] == ["Base", "New", "HM"]
-    heights = [p.get_height() for p in bars[0].patches]
+    heights = [p.get_height() for p in bars[1].patches]
     assert heights == pytest.approx([85.5, 61.0, 2 * 85.5 * 61.0 / 146.5])
     parse_test_res.main(["--table", "b2n", "--plot", str(tmp_path / "b2n.svg"), str(tmp_path)])
     parse_test_res.main(["--table", "b2n", "--plot", str(tmp_path / "b2n.pdf"), str(tmp_path)])

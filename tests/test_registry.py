@@ -38,7 +38,7 @@ def test_the_protocols_hold_the_papers_datasets_in_the_sweeps_order():
         "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101", "fgvc_aircraft", "sun397", "dtd",
         "eurosat", "ucf101"]
     assert protocol_datasets("dg") == ["imagenet_a", "imagenet_r", "imagenet_sketch", "imagenetv2"]
-    assert trainer_names()[:3] == ["MMRL", "MMRLpp", "ZeroshotCLIP"]
+    assert trainer_names()[:7] == ["ZeroshotCLIP", "CoOp", "CoCoOp", "MaPLe", "PromptSRC", "MMRL", "MMRLpp"]
 
 
 @pytest.mark.parametrize("stem", sorted(dataset_classes()))

@@ -18,6 +18,7 @@ from .coop import CoOp
 @TRAINER_REGISTRY.register()
 class CoCoOp(CoOp):
     """Conditional Context Optimization (CoCoOp), https://arxiv.org/abs/2203.05557."""
+    table_rank = 2
 
     node_name = "COCOOP"
     conditional = True

@@ -32,6 +32,7 @@ class EvalText:
 @TRAINER_REGISTRY.register()
 class CoOp(CLIPTrainer):
     """Context Optimization (CoOp), https://arxiv.org/abs/2109.01134."""
+    table_rank = 1
 
     # The published config node (TRAINER.COOP, not TRAINER.<registered name>) and model folder.
     node_name = "COOP"

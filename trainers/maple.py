@@ -11,6 +11,7 @@ from .prompt_base import PromptTrainer
 
 @TRAINER_REGISTRY.register()
 class MaPLe(PromptTrainer):
+    table_rank = 3
     node_name = "MAPLE"
     model_name = "MultiModalPromptLearner"
 

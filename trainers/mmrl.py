@@ -52,6 +52,7 @@ class EvalContext:
 
 @TRAINER_REGISTRY.register()
 class MMRL(CLIPTrainer):
+    table_rank = 5
     variant = "MMRL"
     model_name = CHECKPOINT_FOLDERS[0]
     per_dataset_values = True

@@ -10,6 +10,7 @@ from .mmrl import MMRL
 
 @TRAINER_REGISTRY.register()
 class MMRLpp(MMRL):
+    table_rank = 6
     variant = "MMRLpp"
 
     @classmethod

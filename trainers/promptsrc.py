@@ -19,6 +19,7 @@ from .prompt_base import PromptTrainer
 
 @TRAINER_REGISTRY.register()
 class PromptSRC(PromptTrainer):
+    table_rank = 4
     node_name = "PROMPTSRC"
     model_name = "VLPromptLearner"
 

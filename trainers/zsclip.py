@@ -7,6 +7,7 @@ from .clip_base import CLIPTrainer
 
 @TRAINER_REGISTRY.register()
 class ZeroshotCLIP(CLIPTrainer):
+    table_rank = 0  # column of the comparison tables: the papers' order, baselines first
     def build_model(self):
         clip_model = self.load_clip()
         prompts = self.class_prompts()
