@@ -46,8 +46,16 @@ from mmrl.model.promptsrc import PromptSRCCLIP
 from mmrl.model.representation import RepArch
 
 SPECS = {"vit-b16": VIT_B16_SPEC, "mini": MINI_SPEC}
-# The prompt learners and their (N_CTX, CTX_INIT): CoOp's few-shot config, CoCoOp's only one.
-PROMPT_TRAINERS = {"CoOp": (16, ""), "CoCoOp": (4, "a photo of a")}
+def _coop(clip_model, classnames, recompute):
+    # CoOp's few-shot configuration: 16 random context vectors.
+    model = PromptCLIP(clip_model, classnames, 16, "")
+    return model, lambda images, labels, share: model.forward_train(images, labels, share=share)[1], 0.002
+
+
+def _cocoop(clip_model, classnames, recompute):
+    # CoCoOp's only configuration: 4 context vectors from "a photo of a" and the meta-net.
+    model = PromptCLIP(clip_model, classnames, 4, "a photo of a", meta_net=True)
+    return model, lambda images, labels, share: model.forward_train(images, labels, share=share)[1], 0.002
 
 
 def _maple(clip_model, classnames, recompute):
@@ -63,7 +71,7 @@ def _promptsrc(clip_model, classnames, recompute):
 
 
 # Prompt learners (SGD, as published): trainer -> (model, loss(images, labels, batch share), LR).
-PROMPT_LEARNERS = {"MaPLe": _maple, "PromptSRC": _promptsrc}
+PROMPT_LEARNERS = {"CoOp": _coop, "CoCoOp": _cocoop, "MaPLe": _maple, "PromptSRC": _promptsrc}
 
 
 def peak_memory_gb(device: torch.device) -> float:
@@ -80,7 +88,7 @@ def sync(device: torch.device) -> None:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--trainer", choices=["MMRL", "MMRLpp", *PROMPT_TRAINERS, *PROMPT_LEARNERS], default="MMRL")
+    p.add_argument("--trainer", choices=["MMRL", "MMRLpp", *PROMPT_LEARNERS], default="MMRL")
     p.add_argument("--spec", choices=sorted(SPECS), default="vit-b16")
     p.add_argument("--device", default="cpu")
     p.add_argument("--prec", choices=["fp32", "fp16", "amp", "bf16"], default="fp32",
@@ -109,7 +117,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         # Compiled blocks recomputed by torch.utils.checkpoint fail its metadata check (the
         # recomputation meets another compiled graph).
         p.error("--compile needs --recompute off")
-    if args.distributed and args.trainer in PROMPT_TRAINERS:
+    if args.distributed and args.trainer in PROMPT_LEARNERS:
         p.error("--distributed times MMRL / MMRLpp (the class prompts sharded over the ranks)")
     if args.compile and args.distributed:
         p.error("--compile times one process; drop it with --distributed")
@@ -140,21 +148,14 @@ def build(args: argparse.Namespace, device: torch.device, sharding=None):
     # Aircraft's "Cessna 525 Citation Jet"): the text tower's cost follows the longest prompt.
     words = ["red", "spotted", "mountain", "grey", "long", "tailed", "house", "river", "jet", "night"]
     names = [" ".join(words[(i + j) % len(words)] for j in range(1 + i % 6)) for i in range(args.classes)]
-    if args.trainer in PROMPT_TRAINERS:
-        # The published configs' settings and optimizer (SGD, LR 0.002).
-        n_ctx, ctx_init = PROMPT_TRAINERS[args.trainer]
-        model = PromptCLIP(clip_model, names, n_ctx, ctx_init, meta_net=args.trainer == "CoCoOp").to(device)
-        cfg.OPTIM.NAME, cfg.OPTIM.LR = "sgd", 0.002
-        return model, build_optimizer(model.learner, cfg.OPTIM), spec["image_resolution"]
     if args.trainer in PROMPT_LEARNERS:
-        if sharding is not None:
-            raise SystemExit(f"--distributed times MMRL / MMRLpp only, not {args.trainer}")
         model, args.loss, cfg.OPTIM.LR = PROMPT_LEARNERS[args.trainer](clip_model, names, args.recompute == "on")
         args.recompute_why = "on: the image tower" if args.recompute == "on" else "off"
         model.to(device)
-        model.learner = model.trainable  # the name used below
+        if hasattr(model, "trainable"):  # MaPLe, PromptSRC: the name used below
+            model.learner = model.trainable
         cfg.OPTIM.NAME = "sgd"
-        return model, build_optimizer(model.trainable, cfg.OPTIM), spec["image_resolution"]
+        return model, build_optimizer(model.learner, cfg.OPTIM), spec["image_resolution"]
     prompts = [f"a photo of a {name}." for name in names]
     # The reference configuration: K = 5 tokens in blocks 6..12, d_r = 512 (MMRL++: ranks 64 and 4).
     arch = RepArch.from_clip(clip_model, args.trainer, 5, (6, 7, 8, 9, 10, 11, 12), 512,
@@ -187,9 +188,7 @@ def step_function(args: argparse.Namespace, device: torch.device, model, optim, 
         images = torch.randn(batch, 3, res, res, device=device, dtype=dtype)
         labels = torch.randint(0, args.classes, (batch,), device=device)
         with autocast(args, device):
-            if args.trainer in PROMPT_TRAINERS:
-                loss = model.forward_train(images, labels, share=share)[1]
-            elif args.trainer in PROMPT_LEARNERS:
+            if args.trainer in PROMPT_LEARNERS:
                 loss = args.loss(images, labels, share)
             else:
                 loss = model.forward_train(images, labels, reg_weight=1.0, batch_share=share).loss
