@@ -265,13 +265,14 @@ def assemble_config(args: argparse.Namespace) -> AssembledConfig:
                 "with _BASE_."
             )
         values = dataset_values(path, name, task, cfg.DATASET.NAME)
+        node = cls.node_name or name
         try:
-            merge_mapping_checked(cfg, {"TRAINER": {name: values}},
+            merge_mapping_checked(cfg, {"TRAINER": {node: values}},
                                   f'In per-dataset values "{path}" ({task} / {cfg.DATASET.NAME})')
         except (KeyError, AssertionError) as err:
             raise ValueError(err.args[0] if err.args else str(err)) from None
         set_by_opts = set(opts[0::2])
-        applied = {f"TRAINER.{name}.{k}": v for k, v in values.items() if f"TRAINER.{name}.{k}" not in set_by_opts}
+        applied = {f"TRAINER.{node}.{k}": v for k, v in values.items() if f"TRAINER.{node}.{k}" not in set_by_opts}
     try:
         merge_from_list_checked(cfg, opts)
     except (KeyError, AssertionError, ValueError) as err:

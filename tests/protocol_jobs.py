@@ -45,7 +45,10 @@ exit 0
 
 # The values pinned for every job: what the method trains with and how the protocol runs it.
 METHOD_KEYS = ("ALPHA", "BETA", "REG_WEIGHT", "REP_DIM", "N_REP_TOKENS", "REP_LAYERS", "PROJ_LORA_DIM",
-               "RES_LORA_DIM", "PREC")
+               "RES_LORA_DIM", "PREC",
+               # the baselines' (CoOp, CoCoOp, MaPLe, PromptSRC), under their published nodes
+               "N_CTX", "CTX_INIT", "CSC", "CLASS_TOKEN_POSITION", "N_CTX_TEXT", "N_CTX_VISION", "PROMPT_DEPTH",
+               "PROMPT_DEPTH_TEXT", "PROMPT_DEPTH_VISION", "GPA_MEAN", "GPA_STD")
 RUN_KEYS = ("OPTIM.NAME", "OPTIM.LR", "OPTIM.MAX_EPOCH", "OPTIM.WARMUP_EPOCH", "OPTIM.LR_SCHEDULER",
             "DATALOADER.TRAIN_X.BATCH_SIZE", "DATALOADER.TEST.BATCH_SIZE", "DATASET.NAME",
             "DATASET.NUM_SHOTS", "DATASET.SUBSAMPLE_CLASSES", "TASK", "MODEL.BACKBONE.NAME", "INPUT.SIZE")
@@ -153,7 +156,9 @@ def _value(cfg, dotted: str) -> str:
 
 def job_values(cfg) -> Dict[str, str]:
     """The pinned values of a resolved job."""
-    node = f"TRAINER.{cfg.TRAINER.NAME}"
+    from mmrl.config import trainer_class
+
+    node = f"TRAINER.{trainer_class(cfg.TRAINER.NAME).node_name or cfg.TRAINER.NAME}"
     row = {key: _value(cfg, f"{node}.{key}") for key in METHOD_KEYS}
     row.update({key: _value(cfg, key) for key in RUN_KEYS})
     return row

@@ -44,6 +44,26 @@ def test_gpa_weights_pinned():
         gpa_weights(20, 15, 0)
 
 
+@pytest.mark.parametrize("dataset, task, gpa", [
+    ("DescribableTextures", "FS", (45, 5)), ("EuroSAT", "FS", (45, 5)), ("ImageNet", "FS", (30, 30)),
+    ("EuroSAT", "B2N", (30, 30)),
+])
+def test_few_shot_gpa_values_are_the_published_per_dataset_ones(tmp_path, dataset, task, gpa):
+    """The published few-shot config's two GPA settings, by dataset, from dataset_overrides.yaml into
+    TRAINER.PROMPTSRC (the method's node, not TRAINER.PromptSRC); the log line names them."""
+    from mmrl.config import assemble_config
+
+    ds = tmp_path / "ds.yaml"
+    ds.write_text(f'DATASET:\n  NAME: "{dataset}"\n')
+    out = assemble_config(build_parser().parse_args([
+        "--trainer", "PromptSRC", "--config-file", "configs/trainers/PromptSRC/vit_b16_few_shot.yaml",
+        "--dataset-config-file", str(ds), "TASK", task]))
+    assert (out.cfg.TRAINER.PROMPTSRC.GPA_MEAN, out.cfg.TRAINER.PROMPTSRC.GPA_STD) == gpa
+    assert out.cfg.OPTIM.MAX_EPOCH == 50
+    applied = "TRAINER.PROMPTSRC.GPA_MEAN=45 TRAINER.PROMPTSRC.GPA_STD=5" if gpa == (45, 5) else "none"
+    assert out.dataset_values_line() == f"Per-dataset values for {dataset} ({task}): {applied}"
+
+
 @pytest.mark.parametrize("ctx_init", ["a photo of a", ""])
 def test_initialisation_order_is_the_published_one(mini_clip, ctx_init):
     torch.manual_seed(4)

@@ -32,10 +32,6 @@ def backbone_fingerprint(clip_model) -> str:
 class CLIPTrainer(TrainerX):
     """Base of the CLIP trainers (not registered itself)."""
 
-    # The config node of a method whose published keys are not under TRAINER.<registered name>
-    # (e.g. TRAINER.MAPLE for MaPLe); empty when they are.
-    node_name = ""
-
     @classmethod
     def add_config(cls, cfg) -> None:
         super().add_config(cfg)

@@ -21,6 +21,8 @@ from .prompt_base import PromptTrainer
 class PromptSRC(PromptTrainer):
     table_rank = 4
     node_name = "PROMPTSRC"
+    # The published few-shot GPA values differ by dataset (configs/trainers/PromptSRC/dataset_overrides.yaml).
+    per_dataset_values = True
     model_name = "VLPromptLearner"
 
     @classmethod

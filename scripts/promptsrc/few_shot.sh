@@ -3,7 +3,7 @@
 # class (SHOTS="..." picks some), then test on all classes.
 # Usage: bash scripts/promptsrc/few_shot.sh DATASET [SEED]   (no SEED: seeds 1 2 3)
 # Results: $OUTPUT/few_shot/DATASET/shots_<K>/PromptSRC/CFG/seed<S>/
-# CFG: vit_b16_imagenet for imagenet, demo for demo, vit_b16_few_shot otherwise.
+# CFG: demo for demo, vit_b16_few_shot otherwise (ImageNet included, as published).
 # Environment (DATA, OUTPUT, PYTHON, OPTS, FORCE, SHOTS): see scripts/common.sh.
 set -euo pipefail
 # shellcheck source=scripts/common.sh

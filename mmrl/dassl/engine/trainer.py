@@ -76,6 +76,10 @@ class TrainerBase:
     # Whether the trainer's per-dataset values (``dataset_overrides.yaml``) sit next to its
     # config files; the config assembly then requires and applies them.
     per_dataset_values: bool = False
+    # The config node of a trainer whose keys are not under TRAINER.<registered name> (e.g.
+    # TRAINER.MAPLE for MaPLe, as its published code names it); empty when they are. Its
+    # per-dataset values are merged into that node.
+    node_name: str = ""
 
     @classmethod
     def add_config(cls, cfg: Any) -> None:
