@@ -73,13 +73,18 @@ SwitchType=switch/none
 MpiDefault=none
 ReturnToService=2
 JobRequeue=1
+# Two GPUs that the node does not have, on stand-in device files (SLURM drops a GPU without one):
+# jobs that ask for GPUs per node (the sweeps' --gpus-per-job) are scheduled, and run their
+# processes on the CPU with Gloo.
+GresTypes=gpu
 SlurmctldTimeout=30
 SlurmdTimeout=30
 InactiveLimit=0
 KillWait=10
-NodeName=$HOST CPUs=$CPUS RealMemory=$MEM_MB State=UNKNOWN
+NodeName=$HOST CPUs=$CPUS RealMemory=$MEM_MB Gres=gpu:2 State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 CONF
+printf 'Name=gpu File=%s\n' /dev/null /dev/zero > "$DIR/gres.conf"
 export SLURM_CONF=$DIR/slurm.conf
 
 munged --force --socket="$DIR/munge/munge.socket" --key-file="$DIR/munge/munge.key" \
