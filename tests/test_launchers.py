@@ -5,7 +5,9 @@ resuming at its last epoch, and the launchers' error messages. The SLURM tests s
 real SLURM (scripts/ci/start_slurm.sh starts a one-node one)."""
 import glob
 import os
+import random
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -151,6 +153,97 @@ def test_gpus_per_job_splits_the_pool_and_is_checked():
         pool_slots("0,1,2", "", 2)
     with pytest.raises(LaunchError, match="JOB_GPUS \\(--gpus-per-job\\) must be a whole number, got 'two'"):
         per_job("two")
+
+
+def node_env(job, slurm: Dict[str, str]) -> Dict[str, str]:
+    """The environment a SLURM job's task gives the job's command on its node (SweepJob), for
+    SLURM's variables ``slurm``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "JOB_", "OMP_", "MKL_"))}
+    return job.child_env({**env, **slurm})
+
+
+def job_runner(env: Dict[str, str]) -> List[str]:
+    proc = subprocess.run(["bash", "-c", 'source scripts/common.sh && job_runner && printf "%s\\n" "${RUNNER[@]}"'],
+                          cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    return proc.stdout.splitlines()
+
+
+def test_multi_node_job_command_line():
+    """A SLURM job of 2 nodes of 4 GPUs: one task per node, each starting one torchrun of 4
+    processes at the c10d rendezvous on the job's first node (its port from the job id)."""
+    from mmrl.launch import SlurmOptions, SweepJob
+
+    options = SlurmOptions(partition="", gpus="4", cpus="16", mem="", time="60", account="", qos="",
+                           sbatch_args="", max_requeues="3", nodes="2")
+    params = options.parameters()
+    assert (params["nodes"], params["ntasks_per_node"], params["gpus_per_node"]) == (2, 1, 4)
+    job = SweepJob("tag", ["true"], REPO, threads=16, gpus_per_job=4, nodes=2)
+    slurm = {"SLURM_JOB_ID": "123456", "SLURM_JOB_NODELIST": "gpu[07-08]", "SLURM_NNODES": "2", "SLURM_NODEID": "1"}
+    env = node_env(job, dict(slurm, PYTHON="python"))
+    assert {k: env[k] for k in ("JOB_RDZV_ENDPOINT", "JOB_RDZV_ID", "JOB_NODES", "JOB_NODE", "JOB_GPUS",
+                                "OMP_NUM_THREADS")} == {
+        "JOB_RDZV_ENDPOINT": "gpu07:32956", "JOB_RDZV_ID": "123456", "JOB_NODES": "2", "JOB_NODE": "1",
+        "JOB_GPUS": "4", "OMP_NUM_THREADS": "4"}
+    assert job_runner(env) == ["python", "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "4",
+                               "--rdzv_backend", "c10d", "--rdzv_endpoint", "gpu07:32956", "--rdzv_id", "123456"]
+    # One process on one node: train.py itself, no rendezvous.
+    single = SweepJob("tag", ["true"], REPO, threads=None)
+    assert job_runner(node_env(single, dict(slurm, SLURM_NNODES="1", SLURM_NODEID="0", PYTHON="python"))) == ["python"]
+    # A job pickled before jobs had several processes or nodes still runs (as one process).
+    old = SweepJob.__new__(SweepJob)
+    old.__setstate__({"tag": "tag", "argv": ["true"], "cwd": REPO, "threads": None, "_child": None})
+    assert (old.gpus_per_job, old.nodes) == (1, 1)
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def test_two_nodes_share_one_job(local_sweep, data, tmp_path):
+    """The nodes of a 2-node SLURM job, here two tasks on this machine with the variables SLURM
+    gives them: each runs the job's command (scripts/job.sh), each starts a torchrun of one
+    process, they meet at the rendezvous, and the job gives the one-process result. Node 0 alone
+    sets the unfinished log aside and prints the result; node 1 only runs."""
+    from mmrl.launch import RDZV_BASE_PORT, RDZV_PORTS, SweepJob
+
+    output = str(tmp_path / "output")
+    job_dir = os.path.join(output, TRAIN.format(1))
+    os.makedirs(job_dir)
+    with open(os.path.join(job_dir, "log.txt"), "w") as f:
+        f.write("epoch [1/2] batch [5/15]\n")
+    # A job id whose rendezvous port is free here.
+    port = next(p for p in random.sample(range(RDZV_BASE_PORT, RDZV_BASE_PORT + RDZV_PORTS), 100) if port_free(p))
+    job_id = str(port - RDZV_BASE_PORT)
+    tag = "MMRL demo seed1 base2new_train"
+    argv = ["bash", "scripts/job.sh", "MMRL", data, tag, job_dir, "train", "1", "demo", "demo", "",
+            "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "base", "TASK", "B2N", *OPTS.split()]
+    job = SweepJob(tag, argv, REPO, threads=None, gpus_per_job=1, nodes=2)
+    procs = []
+    for node in ("0", "1"):
+        env = node_env(job, {"SLURM_JOB_ID": job_id, "SLURM_JOB_NODELIST": "127.0.0.1,localhost",
+                             "SLURM_NNODES": "2", "SLURM_NODEID": node})
+        env.update(PYTHON=sys.executable, OMP_NUM_THREADS="1")
+        procs.append(subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True))
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
+    for out in outs:
+        assert (f"Running: {sys.executable} -m torch.distributed.run --nnodes 2 --nproc_per_node 1 --rdzv_backend c10d "
+                f"--rdzv_endpoint 127.0.0.1:{port} --rdzv_id {job_id} train.py") in out
+    assert f"Unfinished run at {job_dir}" in outs[0] and "Unfinished" not in outs[1]
+    assert len(glob.glob(os.path.join(job_dir, "log.txt.unfinished-*"))) == 1
+    accuracy = final_accuracy(os.path.join(job_dir, "log.txt"))
+    assert accuracy == final_accuracy(os.path.join(local_sweep[0], TRAIN.format(1), "log.txt"))
+    printed = re.search(rf"^\[{re.escape(tag)}\] accuracy ([\d.]+)% ", outs[0], re.M)
+    assert printed and float(printed.group(1)) == accuracy, outs[0][-2000:]
+    assert f"[{tag}] node 1: its torchrun exited with 0" in outs[1] and "accuracy" not in outs[1]
+    with open(os.path.join(job_dir, "log.txt")) as f:
+        assert "Distributed run: 2 processes (gloo)" in f.read()
 
 
 @pytest.mark.slurm
