@@ -19,8 +19,10 @@ from mmrl.launch import SLURM_ACTIVE
 from test_scripts import fake_python, final_accuracy
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Two epochs keep the sweeps short; every launcher runs the same commands.
-OPTS = "OPTIM.MAX_EPOCH 2"
+# Two epochs keep the sweeps short; every launcher runs the same commands. Seeded augmentation,
+# which every distributed run uses, gives one-process jobs the augmented batches of jobs of
+# several processes, so that the two make the same numbers.
+OPTS = "OPTIM.MAX_EPOCH 2 DATALOADER.SEEDED_AUGMENTATION True"
 SEEDS = (1, 2)
 TRAIN = "base2new/train_base/demo/shots_16/MMRL/demo/seed{}"
 TEST = "base2new/test_new/demo/shots_16/MMRL/demo/seed{}"
@@ -241,17 +243,21 @@ def test_two_nodes_share_one_job(local_sweep, data, tmp_path):
     assert accuracy == final_accuracy(os.path.join(local_sweep[0], TRAIN.format(1), "log.txt"))
     printed = re.search(rf"^\[{re.escape(tag)}\] accuracy ([\d.]+)% ", outs[0], re.M)
     assert printed and float(printed.group(1)) == accuracy, outs[0][-2000:]
-    assert f"[{tag}] node 1: its torchrun exited with 0" in outs[1] and "accuracy" not in outs[1]
+    # (The engine's rank 0, which prints the run's output, may be either node's process.)
+    assert f"[{tag}] node 1: its torchrun exited with 0" in outs[1] and f"[{tag}] accuracy" not in outs[1]
     with open(os.path.join(job_dir, "log.txt")) as f:
         assert "Distributed run: 2 processes (gloo)" in f.read()
 
 
 @pytest.mark.slurm
 def test_slurm_matches_local(local_sweep, data, tmp_path):
+    """Jobs of 2 processes (--gpus-per-job 2: 2 GPUs per node asked of SLURM, 2 Gloo processes
+    here), each started by the job's torchrun at the rendezvous SLURM's variables give, make the
+    one-process sweep's table."""
     output = str(tmp_path / "output")
     start = time.time()
-    proc = sweep(sweep_env(data, output, "slurm"), "MMRL")
-    print(f"slurm sweep (WAIT=1): {time.time() - start:.1f}s")
+    proc = sweep(sweep_env(data, output, "slurm"), "MMRL", "--gpus-per-job", "2", "--nodes-per-job", "1")
+    print(f"slurm sweep (2 processes per job, WAIT=1): {time.time() - start:.1f}s")
     assert table(proc.stdout) == table(local_sweep[1].stdout)
     assert results(output) == results(local_sweep[0])
     assert summary(proc.stdout) == "Sweep summary (slurm): 4 done, 0 skipped (existing results), 0 failed"
@@ -266,6 +272,18 @@ def test_slurm_matches_local(local_sweep, data, tmp_path):
                          proc.stdout, re.M)
     assert proc.stdout.index("[slurm] waiting") > max(proc.stdout.index(f"job {i}") for i in ids.values())
     assert_tests_after_trains(output, slurm_log)
+    from mmrl.launch import RDZV_BASE_PORT, RDZV_PORTS
+
+    for job_dir in job_dirs(output):
+        job_id = ids[os.path.relpath(job_dir, output)]
+        job = scontrol_job(job_id)
+        assert (job["NumNodes"], job["NumTasks"]) == ("1", "1") and "gpu:2" in job["TresPerNode"], job
+        with open(slurm_log(job_dir)) as f:
+            assert (f"Running: {sys.executable} -m torch.distributed.run --nnodes 1 --nproc_per_node 2 "
+                    f"--rdzv_backend c10d --rdzv_endpoint {job['NodeList']}:{RDZV_BASE_PORT + int(job_id) % RDZV_PORTS} "
+                    f"--rdzv_id {job_id} train.py") in f.read()
+        with open(os.path.join(job_dir, "log.txt")) as f:
+            assert "Distributed run: 2 processes (gloo)" in f.read()
 
 
 # ---------------------------------------------------------------------------------------------
