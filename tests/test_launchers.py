@@ -484,6 +484,21 @@ def test_pool_needs_gpus_or_slots(tmp_path):
                                              "commas, e.g. GPUS=0,1,2,3; got '0,x'")
 
 
+def test_several_nodes_need_slurm(tmp_path):
+    for launcher in ("local", "pool"):
+        env = sweep_env(str(tmp_path / "data"), str(tmp_path / "output"), launcher, SLOTS="2")
+        assert error_of(env, "--nodes-per-job", "2") == (
+            f"Error: JOB_NODES (--nodes-per-job) 2 needs --launcher slurm: LAUNCHER={launcher} runs its jobs on "
+            "this one machine")
+    # A protocol script run on its own checks it too, before its first job.
+    env = sweep_env(str(tmp_path / "data"), str(tmp_path / "output"), "local", JOB_NODES="2")
+    proc = sweep(env, "demo", "1", check=False, script="scripts/mmrl/base2new_train.sh")
+    assert proc.returncode == 1 and not os.path.exists(env["OUTPUT"])
+    assert "Error: JOB_NODES (--nodes-per-job) 2 needs --launcher slurm" in proc.stderr
+    assert error_of(env, "--nodes-per-job", "0") == (
+        "Error: JOB_NODES (--nodes-per-job) must be a positive whole number, got '0'")
+
+
 def test_unknown_option(tmp_path):
     env = sweep_env(str(tmp_path / "data"), str(tmp_path / "output"), "local")
     assert error_of(env, "--partiton", "gpu").startswith("Error: unknown option --partiton: the options are ")
