@@ -36,6 +36,14 @@
 #                   and prints the table, otherwise rerun the command once they have finished.
 #            JOB_GPUS (--gpus-per-job) above 1, under any launcher: each job runs under torchrun
 #            with that many processes (GPUs of GPUS in the pool, Gloo processes on CPU).
+#            JOB_NODES (--nodes-per-job, default 1) above 1, under slurm only (the pool and local
+#            launchers run on one machine and refuse it): each job gets that many nodes, one task
+#            per node, JOB_GPUS GPUs per node. In a SLURM job of several processes or nodes,
+#            every node runs the job's command (scripts/job.sh), which starts one torchrun of
+#            JOB_GPUS processes; the torchruns meet at a c10d rendezvous on the job's first node
+#            (port 29500 + job id % 10000). Node 0 alone keeps the job's records: it sets an
+#            unfinished log aside, prints the result, and its task is the one submitit requeues
+#            on a time limit; the other nodes only run (and skip a job whose results exist).
 #            Under pool and slurm each job's stdout and stderr go to its folder (job.log, or
 #            slurm/<jobid>_0_log.out); finished jobs are skipped and unfinished ones rerun
 #            (resuming from their last saved epoch) exactly as under local.
