@@ -286,6 +286,43 @@ def test_slurm_matches_local(local_sweep, data, tmp_path):
             assert "Distributed run: 2 processes (gloo)" in f.read()
 
 
+@pytest.mark.slurm
+def test_slurm_job_of_two_nodes(local_sweep, data, tmp_path):
+    """--nodes-per-job 2 on a real SLURM of two nodes (scripts/ci/start_slurm.sh's partition
+    "two": two slurmd on this machine), one process each: a task per node, each starting its
+    torchrun at the rendezvous on the job's first node; the job gives the one-process result,
+    and node 0 alone prints it."""
+    partitions = subprocess.run(["sinfo", "-h", "-o", "%R %D"], capture_output=True, text=True).stdout.split("\n")
+    if "two 2" not in partitions:
+        message = "no SLURM partition 'two' of 2 nodes (scripts/ci/start_slurm.sh makes one)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    output = str(tmp_path / "output")
+    # One thread per process: the two nodes share this machine's cores.
+    env = sweep_env(data, output, "slurm", JOB_PARTITION="two", JOB_NODES="2", OMP_NUM_THREADS="1")
+    proc = sweep(env, "demo", "1", script="scripts/mmrl/base2new_train.sh")
+    assert summary(proc.stdout) == "Sweep summary (slurm): 1 done, 0 skipped (existing results), 0 failed"
+    job_dir = os.path.join(output, TRAIN.format(1))
+    with open(os.path.join(job_dir, "slurm", "job_id")) as f:
+        job_id = f.read().strip()
+    job = scontrol_job(job_id)
+    assert (job["NumNodes"], job["NumTasks"], job["Partition"]) == ("2", "2", "two"), job
+    accuracy = final_accuracy(os.path.join(job_dir, "log.txt"))
+    assert accuracy == final_accuracy(os.path.join(local_sweep[0], TRAIN.format(1), "log.txt"))
+    with open(os.path.join(job_dir, "log.txt")) as f:
+        assert "Distributed run: 2 processes (gloo)" in f.read()
+    tag = "MMRL demo seed1 base2new_train"
+    logs = sorted(glob.glob(os.path.join(job_dir, "slurm", f"{job_id}_*_log.out")))
+    assert [os.path.basename(log) for log in logs] == [f"{job_id}_0_log.out", f"{job_id}_1_log.out"]
+    outs = [open(log).read() for log in logs]
+    for node, out in enumerate(outs):
+        assert f"(SLURM job {job_id}, node {node} of 2) ===" in out
+        assert "-m torch.distributed.run --nnodes 2 --nproc_per_node 1 --rdzv_backend c10d " in out
+    assert re.search(rf"^\[{re.escape(tag)}\] accuracy [\d.]+% ", outs[0], re.M)
+    assert f"[{tag}] node 1: its torchrun exited with 0" in outs[1] and f"[{tag}] accuracy" not in outs[1]
+
+
 # ---------------------------------------------------------------------------------------------
 # The rules, with a stand-in interpreter: train.py writes a finished log, the rest is python.
 
