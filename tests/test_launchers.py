@@ -2,7 +2,7 @@
 per-job results whichever ran the jobs, test jobs after their train jobs, the same skip /
 rerun / FORCE rules, failed jobs reported with their logs, a SLURM job requeued mid-training
 resuming at its last epoch, and the launchers' error messages. The SLURM tests submit to a
-real SLURM (scripts/ci/start_slurm.sh starts a one-node one)."""
+real SLURM (scripts/ci/start_slurm.sh starts one on this machine, with a second node for jobs of two)."""
 import glob
 import os
 import random
