@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# A one-node SLURM on this machine, for the tests marked `slurm` (run as root, e.g. in CI).
+# A SLURM on this machine, for the tests marked `slurm` (run as root, e.g. in CI).
 # Installs slurm-wlm and munge with apt-get when they are missing, writes a slurm.conf for
 # $(hostname) with $(nproc) CPUs, starts munged, slurmctld and slurmd with their state, spool,
-# logs and pid files under one folder, and waits until sinfo shows the node idle.
+# logs and pid files under one folder, and waits until sinfo shows the nodes idle.
 # A second slurmd serves a second node, "localhost" (this machine again, under the name every
 # machine resolves): the partition "two" holds both, so that a job of two nodes runs here. The
 # default partition "debug" holds $(hostname) alone.
