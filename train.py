@@ -81,7 +81,7 @@ def main(argv=None) -> int:
         assembled = assemble_config(args)
         check_required(assembled.cfg, args)
     except (FileNotFoundError, ValueError) as err:
-        print(f"Configuration error: {err}", file=sys.stderr)
+        print(report(err, kind="Configuration error"), file=sys.stderr)
         return 2
     cfg = assembled.cfg
 

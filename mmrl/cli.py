@@ -45,12 +45,13 @@ def debug() -> bool:
     return bool(os.environ.get("MMRL_DEBUG"))
 
 
-def report(err: BaseException, prefix: str = "") -> str:
+def report(err: BaseException, prefix: str = "", kind: str = "Error") -> str:
     """The one line (plus the debug hint) that ends a command on ``err``; prints the traceback
-    first under MMRL_DEBUG."""
+    first under MMRL_DEBUG. ``kind`` names the error where the tool says more than "Error"
+    (train.py: "Configuration error")."""
     if debug():
         traceback.print_exc()
-    return f"{prefix}Error: {one_line(err)}\n{DEBUG_HINT}"
+    return f"{prefix}{kind}: {one_line(err)}\n{DEBUG_HINT}"
 
 
 def run_main(main: Callable[[Optional[Sequence[str]]], Optional[int]], argv: Optional[Sequence[str]] = None,

@@ -14,7 +14,9 @@ job it needs, the command) instead of running them, and this module runs the pla
 - ``slurm``: every job submitted through submitit, a test job with ``afterok`` on its train
   job, so a whole table is queued at once. A job stopped by its time limit or preempted is
   requeued through submitit's checkpoint hook and, rerun in the same folder, resumes from the
-  last complete epoch.
+  last complete epoch. A job of ``JOB_NODES`` nodes (``--nodes-per-job``) has one task per
+  node; each runs the job's command, which starts the node's torchrun (``JOB_GPUS``
+  processes) at a rendezvous on the job's first node, and node 0 alone keeps the job's records.
 
 Each job's stdout and stderr go to its output folder (``job.log`` for the pool,
 ``slurm/<jobid>_0_log.out`` for SLURM). Whether a job finished is asked of the scripts' one
@@ -33,7 +35,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 from mmrl.cli import BASIC_ERRORS, UserError, report, run_main
 
@@ -202,6 +204,14 @@ def per_job(value: str) -> int:
     if not re.fullmatch(r"\d+", value):
         raise LaunchError(f"JOB_GPUS (--gpus-per-job) must be a whole number, got '{value}'")
     return max(1, int(value))
+
+
+def nodes_per_job(value: str) -> int:
+    """JOB_NODES (--nodes-per-job): the machines each job spans (1 when unset)."""
+    value = value.strip() or "1"
+    if not re.fullmatch(r"[1-9]\d*", value):
+        raise LaunchError(f"JOB_NODES (--nodes-per-job) must be a positive whole number, got '{value}'")
+    return int(value)
 
 
 def pool_slots(gpus: str, slots: str, gpus_per_job: int = 1) -> List[Dict[str, str]]:
@@ -396,30 +406,87 @@ def sbatch_extra(value: str) -> Dict[str, object]:
     return extra
 
 
+# The port of a SLURM job's rendezvous: derived from the job id, so that the jobs sharing a node
+# use different ones and every node of a job computes the same one without talking to the others.
+RDZV_BASE_PORT = 29500
+RDZV_PORTS = 10000
+
+
+def slurm_rendezvous(environ: Mapping[str, str]) -> Dict[str, str]:
+    """The variables run_job (scripts/common.sh) starts a node's torchrun with, from SLURM's own
+    in a job's task: the rendezvous on the job's first node (c10d, which also spans nodes, where
+    --standalone does not), the job's node count, and this node's index (node 0 keeps the job's
+    records)."""
+    import submitit
+
+    missing = [name for name in ("SLURM_JOB_ID", "SLURM_JOB_NODELIST", "SLURM_NNODES", "SLURM_NODEID")
+               if not environ.get(name)]
+    if missing:
+        raise LaunchError(f"not inside a SLURM job's task: {', '.join(missing)} not set")
+    job_id = environ["SLURM_JOB_ID"]
+    saved = os.environ.get("SLURM_JOB_NODELIST")
+    # submitit parses SLURM's compressed node lists ("gpu[07-08,11]") from the environment.
+    os.environ["SLURM_JOB_NODELIST"] = environ["SLURM_JOB_NODELIST"]
+    try:
+        first = submitit.slurm.slurm.SlurmJobEnvironment().hostnames[0]
+    finally:
+        if saved is None:
+            del os.environ["SLURM_JOB_NODELIST"]
+        else:
+            os.environ["SLURM_JOB_NODELIST"] = saved
+    port = RDZV_BASE_PORT + int(re.sub(r"\D", "", job_id) or 0) % RDZV_PORTS
+    return {"JOB_RDZV_ENDPOINT": f"{first}:{port}", "JOB_RDZV_ID": job_id,
+            "JOB_NODES": environ["SLURM_NNODES"], "JOB_NODE": environ["SLURM_NODEID"]}
+
+
 class SweepJob:
-    """What a SLURM job runs: the job's command, as the pool would, in a child process.
+    """What a SLURM job runs on each of its nodes (submitit starts one task per node): the job's
+    command, as the pool would, in a child process.
 
-    submitit's checkpoint hook (SIGUSR2 before the time limit, or on preemption) ends the
-    child cleanly and requeues this same object; rerun in the same output folder, the command
-    keeps the unfinished log aside and the engine resumes from the last saved epoch."""
+    A job of several processes (``gpus_per_job``) or nodes runs its command with the rendezvous
+    of ``slurm_rendezvous``: every node starts one torchrun, and node 0 alone keeps the job's
+    records. submitit's checkpoint hook (SIGUSR2 before the time limit, or on preemption) runs on
+    node 0: it ends the child cleanly and requeues this same object; rerun in the same output
+    folder, the command keeps the unfinished log aside and the engine resumes from the last
+    saved epoch."""
 
-    def __init__(self, tag: str, argv: Sequence[str], cwd: str, threads: Optional[int]) -> None:
+    def __init__(self, tag: str, argv: Sequence[str], cwd: str, threads: Optional[int],
+                 gpus_per_job: int = 1, nodes: int = 1) -> None:
         self.tag = tag
         self.argv = list(argv)
         self.cwd = cwd
         self.threads = threads
+        self.gpus_per_job = gpus_per_job
+        self.nodes = nodes
         self._child: Optional[subprocess.Popen] = None
+
+    def child_env(self, environ: Mapping[str, str]) -> Dict[str, str]:
+        """The environment of the job's command on this node."""
+        env = dict(environ)
+        if self.threads and "OMP_NUM_THREADS" not in env:
+            # The node's CPUs are shared by its processes.
+            threads = str(max(1, self.threads // self.gpus_per_job))
+            env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+        # Set here rather than left to sbatch's copy of the sweep's environment (a site may not
+        # copy it).
+        env.update(JOB_GPUS=str(self.gpus_per_job), JOB_NODES=str(self.nodes))
+        if self.gpus_per_job > 1 or self.nodes > 1:
+            env.update(slurm_rendezvous(environ))
+        return env
 
     def __getstate__(self) -> Dict[str, object]:
         state = dict(self.__dict__)
         state["_child"] = None
         return state
 
+    def __setstate__(self, state: Dict[str, object]) -> None:
+        # A job pickled before jobs had several processes or nodes (queued across an update).
+        self.__dict__.update({"gpus_per_job": 1, "nodes": 1, **state})
+
     def __call__(self) -> int:
-        env = dict(os.environ)
-        if self.threads and "OMP_NUM_THREADS" not in env:
-            env.update(OMP_NUM_THREADS=str(self.threads), MKL_NUM_THREADS=str(self.threads))
-        print(f"=== {self.tag}: started {stamp()} (SLURM job {env.get('SLURM_JOB_ID', '?')}) ===", flush=True)
+        env = self.child_env(os.environ)
+        node = f", node {env['JOB_NODE']} of {env['JOB_NODES']}" if "JOB_NODE" in env else ""
+        print(f"=== {self.tag}: started {stamp()} (SLURM job {env.get('SLURM_JOB_ID', '?')}{node}) ===", flush=True)
         # The child ignores the requeue signal (SLURM sends it to every process of the job):
         # the hook below stops the child with SIGTERM, which the engine handles.
         handler = signal.signal(SLURM_SIGNAL, signal.SIG_IGN)
@@ -460,9 +527,13 @@ class SlurmOptions:
     qos: str
     sbatch_args: str
     max_requeues: str
+    nodes: str = "1"
 
     def parameters(self) -> Dict[str, object]:
-        params: Dict[str, object] = {"time": time_minutes(self.time), "stderr_to_stdout": True}
+        # One task per node: submitit's srun runs a SweepJob on each node, whose torchrun starts
+        # the node's processes.
+        params: Dict[str, object] = {"time": time_minutes(self.time), "stderr_to_stdout": True,
+                                     "nodes": nodes_per_job(self.nodes), "ntasks_per_node": 1}
         for name, value in (("gpus", self.gpus), ("cpus", self.cpus)):
             if value and not re.fullmatch(r"\d+", value):
                 raise LaunchError(f"JOB_{name.upper()} (--{name}) must be a whole number, got '{value}'")
@@ -533,7 +604,8 @@ def run_slurm(jobs: List[Job], options: SlurmOptions, status_file: str, wait: bo
                 job_name=re.sub(r"[^\w.-]+", "_", job.tag), additional_parameters=extra,
             )
             try:
-                submitted = executor.submit(SweepJob(job.tag, job.argv, os.getcwd(), threads))
+                submitted = executor.submit(SweepJob(job.tag, job.argv, os.getcwd(), threads,
+                                                     per_job(options.gpus), nodes_per_job(options.nodes)))
             except Exception as err:  # sbatch refused the job (bad partition, account, ...)
                 raise LaunchError(f"sbatch refused {job.tag}: {err}".strip()) from err
             job_id = str(submitted.job_id)
@@ -610,7 +682,7 @@ class Settings:
             partition=env("JOB_PARTITION", ""), gpus=env("JOB_GPUS", ""), cpus=env("JOB_CPUS", ""),
             mem=env("JOB_MEM", ""), time=env("JOB_TIME", "240"), account=env("JOB_ACCOUNT", ""),
             qos=env("JOB_QOS", ""), sbatch_args=env("JOB_SBATCH_ARGS", ""),
-            max_requeues=env("JOB_MAX_REQUEUES", "3"),
+            max_requeues=env("JOB_MAX_REQUEUES", "3"), nodes=env("JOB_NODES", "1"),
         )
         return cls(env("LAUNCHER", "local"), env("GPUS", ""), env("SLOTS", ""), env("WAIT", "0"), poll_s, slurm)
 
@@ -620,6 +692,11 @@ class Settings:
             raise LaunchError(f"unknown LAUNCHER '{self.launcher}': use one of {', '.join(LAUNCHERS)}")
         if self.wait not in ("0", "1"):
             raise LaunchError(f"WAIT must be 0 or 1, got '{self.wait}'")
+        per_job(self.slurm.gpus)
+        nodes = nodes_per_job(self.slurm.nodes)
+        if nodes > 1 and self.launcher != "slurm":
+            raise LaunchError(f"JOB_NODES (--nodes-per-job) {nodes} needs --launcher slurm: "
+                              f"LAUNCHER={self.launcher} runs its jobs on this one machine")
         if self.launcher == "pool":
             pool_slots(self.gpus, self.slots, per_job(self.slurm.gpus))
         elif self.launcher == "slurm":

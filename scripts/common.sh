@@ -36,6 +36,14 @@
 #                   and prints the table, otherwise rerun the command once they have finished.
 #            JOB_GPUS (--gpus-per-job) above 1, under any launcher: each job runs under torchrun
 #            with that many processes (GPUs of GPUS in the pool, Gloo processes on CPU).
+#            JOB_NODES (--nodes-per-job, default 1) above 1, under slurm only (the pool and local
+#            launchers run on one machine and refuse it): each job gets that many nodes, one task
+#            per node, JOB_GPUS GPUs per node. In a SLURM job of several processes or nodes,
+#            every node runs the job's command (scripts/job.sh), which starts one torchrun of
+#            JOB_GPUS processes; the torchruns meet at a c10d rendezvous on the job's first node
+#            (port 29500 + job id % 10000). Node 0 alone keeps the job's records: it sets an
+#            unfinished log aside, prints the result, and its task is the one submitit requeues
+#            on a time limit; the other nodes only run (and skip a job whose results exist).
 #            Under pool and slurm each job's stdout and stderr go to its folder (job.log, or
 #            slurm/<jobid>_0_log.out); finished jobs are skipped and unfinished ones rerun
 #            (resuming from their last saved epoch) exactly as under local.
@@ -222,6 +230,26 @@ slurm_queued() {
     if [[ -f $1/slurm/job_id ]]; then "$PYTHON" -m mmrl.launch in-flight "$1"; fi
 }
 
+# RUNNER: what runs a job's train.py. JOB_GPUS (--gpus-per-job) above 1: the job runs
+# data-parallel under torchrun, one process per GPU (Gloo processes on CPU); torchrun
+# --standalone picks a free port, so jobs side by side in a pool do not meet each other's
+# rendezvous. In a SLURM job of several processes or nodes, mmrl/launch.py (SweepJob) sets
+# JOB_RDZV_ENDPOINT, JOB_RDZV_ID, JOB_NODES and JOB_NODE from SLURM's variables on each node:
+# every node runs one torchrun of JOB_GPUS processes, and they meet at the c10d rendezvous on
+# the job's first node.
+# (JOB_GPUS and JOB_NODES were checked by check_launcher before the sweep planned its jobs.)
+job_runner() {
+    local gpus=1
+    if [[ ${JOB_GPUS:-} =~ ^[0-9]+$ && $JOB_GPUS -gt 1 ]]; then gpus=$JOB_GPUS; fi
+    RUNNER=("$PYTHON")
+    if [[ -n ${JOB_RDZV_ENDPOINT:-} ]]; then
+        RUNNER=("$PYTHON" -m torch.distributed.run --nnodes "${JOB_NODES:-1}" --nproc_per_node "$gpus"
+            --rdzv_backend c10d --rdzv_endpoint "$JOB_RDZV_ENDPOINT" --rdzv_id "$JOB_RDZV_ID")
+    elif [[ $gpus -gt 1 ]]; then
+        RUNNER=("$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$gpus")
+    fi
+}
+
 # run_job TAG DIR MODE SEED DATASET CFG MODEL_DIR OPT...
 #   MODE train: train, then test (train.py's normal run); MODE eval: --eval-only, loading
 #   MODEL_DIR when not empty. Skips finished jobs, reruns unfinished ones, prints one summary line.
@@ -230,7 +258,11 @@ slurm_queued() {
 run_job() {
     local tag=$1 dir=$2 mode=$3 seed=$4 dataset=$5 cfg=$6 model_dir=$7
     shift 7
-    local acc start rc queued
+    local acc start rc queued first=1
+    # Another node of a multi-node SLURM job: it starts its torchrun and nothing else; node 0
+    # keeps the job's records (the unfinished log set aside, the result line). Both see the
+    # same results folder, so they take the same skip decision.
+    if [[ ${JOB_NODE:-0} != 0 ]]; then first=0; fi
     # A folder whose SLURM job is still queued or running is left to that job.
     queued=$(slurm_queued "$dir")
     if [[ -n $queued ]]; then
@@ -240,7 +272,12 @@ run_job() {
     fi
     if [[ -d $dir ]]; then
         acc=$(job_accuracy "$dir" "$mode")
-        if [[ $FORCE == 1 ]]; then
+        if [[ $first == 0 ]]; then
+            if [[ -n $acc ]]; then
+                echo "[$tag] results exist at $dir (node $JOB_NODE skips the job too)"
+                return 0
+            fi
+        elif [[ $FORCE == 1 ]]; then
             echo "FORCE=1: removing $dir and running the job again"
             rm -rf -- "$dir"
         elif [[ -n $acc ]]; then
@@ -269,14 +306,8 @@ run_job() {
         return 0
     fi
 
-    # JOB_GPUS (--gpus-per-job) above 1: the job runs data-parallel under torchrun, one process per
-    # GPU (Gloo processes on CPU); torchrun --standalone picks a free port, so jobs side by side
-    # in a pool do not meet each other's rendezvous.
-    local runner=("$PYTHON")
-    if [[ ${JOB_GPUS:-1} =~ ^[0-9]+$ && ${JOB_GPUS:-1} -gt 1 ]]; then
-        runner=("$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$JOB_GPUS")
-    fi
-    local cmd=("${runner[@]}" train.py --root "$DATA_ROOT" --seed "$seed" --trainer "$TRAINER"
+    job_runner
+    local cmd=("${RUNNER[@]}" train.py --root "$DATA_ROOT" --seed "$seed" --trainer "$TRAINER"
         --dataset-config-file "$(dataset_config "$dataset")"
         --config-file "configs/trainers/$TRAINER/$cfg.yaml" --output-dir "$dir")
     if [[ -n $model_dir ]]; then cmd+=(--model-dir "$model_dir"); fi
@@ -287,6 +318,10 @@ run_job() {
     start=$SECONDS
     rc=0
     "${cmd[@]}" || rc=$?
+    if [[ $first == 0 ]]; then
+        echo "[$tag] node $JOB_NODE: its torchrun exited with $rc ($((SECONDS - start))s) -> $dir"
+        return "$rc"
+    fi
     if [[ $rc -ne 0 ]]; then
         echo "[$tag] FAILED (exit $rc, $((SECONDS - start))s) -> $dir" >&2
         if [[ -f $dir/log.txt ]]; then
@@ -574,7 +609,7 @@ sweep_table() {
 
 # The flags of the sweeps, each the same as an environment variable.
 declare -A LAUNCH_FLAGS=([launcher]=LAUNCHER [gpus]=GPUS [slots]=SLOTS [partition]=JOB_PARTITION
-    [gpus-per-job]=JOB_GPUS [cpus-per-job]=JOB_CPUS [mem]=JOB_MEM [time]=JOB_TIME
+    [gpus-per-job]=JOB_GPUS [nodes-per-job]=JOB_NODES [cpus-per-job]=JOB_CPUS [mem]=JOB_MEM [time]=JOB_TIME
     [account]=JOB_ACCOUNT [qos]=JOB_QOS [sbatch-args]=JOB_SBATCH_ARGS
     [max-requeues]=JOB_MAX_REQUEUES [wait]=WAIT)
 
@@ -605,12 +640,18 @@ sweep_args() {
     done
 }
 
+# The launcher and job settings, checked by mmrl/launch.py before anything is planned or run
+# (under LAUNCHER=local only when a job setting is given: --nodes-per-job 2, for one, needs SLURM).
+check_launcher() {
+    if [[ $LAUNCHER != local || -n ${JOB_GPUS:-} || -n ${JOB_NODES:-} ]]; then
+        "$PYTHON" -m mmrl.launch check || exit 1
+    fi
+}
+
 # Starts a sweep: checks the launcher, creates the status file and (pool, slurm) the plan, both
 # passed on to the protocol scripts the sweep runs.
 sweep_begin() {
-    if [[ $LAUNCHER != local ]]; then
-        "$PYTHON" -m mmrl.launch check || exit 1
-    fi
+    check_launcher
     SWEEP_DIR=$(mktemp -d "${TMPDIR:-/tmp}/mmrl-sweep.XXXXXX")
     trap 'rm -rf -- "$SWEEP_DIR"' EXIT
     SWEEP_STATUS=$SWEEP_DIR/status
@@ -688,6 +729,8 @@ protocol_begin() {
     if [[ $LAUNCHER != local && -z ${SWEEP_PLAN:-} ]]; then
         sweep_begin
         OWN_SWEEP=1
+    elif [[ -z ${SWEEP_DIR:-} ]]; then
+        check_launcher
     fi
 }
 

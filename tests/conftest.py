@@ -7,7 +7,7 @@
   to the user's home.
 - Tests marked ``slurm`` run only where a SLURM answers (``sinfo``) and submitit is installed;
   elsewhere they are skipped with the reason, except under CI (``CI`` set), where that is an
-  error: CI starts its own one-node SLURM (scripts/ci/start_slurm.sh).
+  error: CI starts its own SLURM on the machine (scripts/ci/start_slurm.sh).
 """
 import functools
 import os
@@ -81,7 +81,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     reason = slurm_unusable()
     if reason is None:
         return
-    hint = "start a one-node SLURM with `sudo bash scripts/ci/start_slurm.sh` and export the SLURM_CONF it prints"
+    hint = "start a SLURM on this machine with `sudo bash scripts/ci/start_slurm.sh` and export the SLURM_CONF it prints"
     if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
         pytest.fail(f"CI is set but SLURM is not usable: {reason}; {hint}", pytrace=False)
     pytest.skip(f"no SLURM reachable: {reason} ({hint})")

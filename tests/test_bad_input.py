@@ -10,6 +10,7 @@ import signal
 import pytest
 
 import datasets  # noqa: F401  (registers the datasets)
+from mmrl.cli import DEBUG_HINT
 from mmrl.config import build_parser, setup_cfg
 from mmrl.dassl.data.datasets import build_dataset, load_pickle
 from mmrl.dassl.engine.preflight import check_output_dir
@@ -211,4 +212,6 @@ def test_yaml_syntax_error_names_file_and_line(finished, tmp_path):
     done = train(root, tmp_path / "out", "--config-file", str(bad), *SHORT)
     message = assert_clean_error(done, 2, f'YAML syntax error in "{bad}", line 4')
     assert message.startswith("Configuration error: --config-file:")
+    # The same last line as every other error of the tools.
+    assert done.stderr.rstrip().endswith("\n" + DEBUG_HINT)
     assert not (tmp_path / "out").exists()

@@ -2,10 +2,12 @@
 per-job results whichever ran the jobs, test jobs after their train jobs, the same skip /
 rerun / FORCE rules, failed jobs reported with their logs, a SLURM job requeued mid-training
 resuming at its last epoch, and the launchers' error messages. The SLURM tests submit to a
-real SLURM (scripts/ci/start_slurm.sh starts a one-node one)."""
+real SLURM (scripts/ci/start_slurm.sh starts one on this machine, with a second node for jobs of two)."""
 import glob
 import os
+import random
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -17,8 +19,10 @@ from mmrl.launch import SLURM_ACTIVE
 from test_scripts import fake_python, final_accuracy
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Two epochs keep the sweeps short; every launcher runs the same commands.
-OPTS = "OPTIM.MAX_EPOCH 2"
+# Two epochs keep the sweeps short; every launcher runs the same commands. Seeded augmentation,
+# which every distributed run uses, gives one-process jobs the augmented batches of jobs of
+# several processes, so that the two make the same numbers.
+OPTS = "OPTIM.MAX_EPOCH 2 DATALOADER.SEEDED_AUGMENTATION True"
 SEEDS = (1, 2)
 TRAIN = "base2new/train_base/demo/shots_16/MMRL/demo/seed{}"
 TEST = "base2new/test_new/demo/shots_16/MMRL/demo/seed{}"
@@ -153,12 +157,109 @@ def test_gpus_per_job_splits_the_pool_and_is_checked():
         per_job("two")
 
 
+def node_env(job, slurm: Dict[str, str]) -> Dict[str, str]:
+    """The environment a SLURM job's task gives the job's command on its node (SweepJob), for
+    SLURM's variables ``slurm``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "JOB_", "OMP_", "MKL_"))}
+    return job.child_env({**env, **slurm})
+
+
+def job_runner(env: Dict[str, str]) -> List[str]:
+    proc = subprocess.run(["bash", "-c", 'source scripts/common.sh && job_runner && printf "%s\\n" "${RUNNER[@]}"'],
+                          cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    return proc.stdout.splitlines()
+
+
+def test_multi_node_job_command_line():
+    """A SLURM job of 2 nodes of 4 GPUs: one task per node, each starting one torchrun of 4
+    processes at the c10d rendezvous on the job's first node (its port from the job id)."""
+    pytest.importorskip("submitit")  # its parser reads SLURM's node lists
+    from mmrl.launch import SlurmOptions, SweepJob
+
+    options = SlurmOptions(partition="", gpus="4", cpus="16", mem="", time="60", account="", qos="",
+                           sbatch_args="", max_requeues="3", nodes="2")
+    params = options.parameters()
+    assert (params["nodes"], params["ntasks_per_node"], params["gpus_per_node"]) == (2, 1, 4)
+    job = SweepJob("tag", ["true"], REPO, threads=16, gpus_per_job=4, nodes=2)
+    slurm = {"SLURM_JOB_ID": "123456", "SLURM_JOB_NODELIST": "gpu[07-08]", "SLURM_NNODES": "2", "SLURM_NODEID": "1"}
+    env = node_env(job, dict(slurm, PYTHON="python"))
+    assert {k: env[k] for k in ("JOB_RDZV_ENDPOINT", "JOB_RDZV_ID", "JOB_NODES", "JOB_NODE", "JOB_GPUS",
+                                "OMP_NUM_THREADS")} == {
+        "JOB_RDZV_ENDPOINT": "gpu07:32956", "JOB_RDZV_ID": "123456", "JOB_NODES": "2", "JOB_NODE": "1",
+        "JOB_GPUS": "4", "OMP_NUM_THREADS": "4"}
+    assert job_runner(env) == ["python", "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "4",
+                               "--rdzv_backend", "c10d", "--rdzv_endpoint", "gpu07:32956", "--rdzv_id", "123456"]
+    # One process on one node: train.py itself, no rendezvous.
+    single = SweepJob("tag", ["true"], REPO, threads=None)
+    assert job_runner(node_env(single, dict(slurm, SLURM_NNODES="1", SLURM_NODEID="0", PYTHON="python"))) == ["python"]
+    # A job pickled before jobs had several processes or nodes still runs (as one process).
+    old = SweepJob.__new__(SweepJob)
+    old.__setstate__({"tag": "tag", "argv": ["true"], "cwd": REPO, "threads": None, "_child": None})
+    assert (old.gpus_per_job, old.nodes) == (1, 1)
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def test_two_nodes_share_one_job(local_sweep, data, tmp_path):
+    """The nodes of a 2-node SLURM job, here two tasks on this machine with the variables SLURM
+    gives them: each runs the job's command (scripts/job.sh), each starts a torchrun of one
+    process, they meet at the rendezvous, and the job gives the one-process result. Node 0 alone
+    sets the unfinished log aside and prints the result; node 1 only runs."""
+    pytest.importorskip("submitit")
+    from mmrl.launch import RDZV_BASE_PORT, RDZV_PORTS, SweepJob
+
+    output = str(tmp_path / "output")
+    job_dir = os.path.join(output, TRAIN.format(1))
+    os.makedirs(job_dir)
+    with open(os.path.join(job_dir, "log.txt"), "w") as f:
+        f.write("epoch [1/2] batch [5/15]\n")
+    # A job id whose rendezvous port is free here.
+    port = next(p for p in random.sample(range(RDZV_BASE_PORT, RDZV_BASE_PORT + RDZV_PORTS), 100) if port_free(p))
+    job_id = str(port - RDZV_BASE_PORT)
+    tag = "MMRL demo seed1 base2new_train"
+    argv = ["bash", "scripts/job.sh", "MMRL", data, tag, job_dir, "train", "1", "demo", "demo", "",
+            "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "base", "TASK", "B2N", *OPTS.split()]
+    job = SweepJob(tag, argv, REPO, threads=None, gpus_per_job=1, nodes=2)
+    procs = []
+    for node in ("0", "1"):
+        env = node_env(job, {"SLURM_JOB_ID": job_id, "SLURM_JOB_NODELIST": "127.0.0.1,localhost",
+                             "SLURM_NNODES": "2", "SLURM_NODEID": node})
+        env.update(PYTHON=sys.executable, OMP_NUM_THREADS="1")
+        procs.append(subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True))
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
+    for out in outs:
+        assert (f"Running: {sys.executable} -m torch.distributed.run --nnodes 2 --nproc_per_node 1 --rdzv_backend c10d "
+                f"--rdzv_endpoint 127.0.0.1:{port} --rdzv_id {job_id} train.py") in out
+    assert f"Unfinished run at {job_dir}" in outs[0] and "Unfinished" not in outs[1]
+    assert len(glob.glob(os.path.join(job_dir, "log.txt.unfinished-*"))) == 1
+    accuracy = final_accuracy(os.path.join(job_dir, "log.txt"))
+    assert accuracy == final_accuracy(os.path.join(local_sweep[0], TRAIN.format(1), "log.txt"))
+    printed = re.search(rf"^\[{re.escape(tag)}\] accuracy ([\d.]+)% ", outs[0], re.M)
+    assert printed and float(printed.group(1)) == accuracy, outs[0][-2000:]
+    # (The engine's rank 0, which prints the run's output, may be either node's process.)
+    assert f"[{tag}] node 1: its torchrun exited with 0" in outs[1] and f"[{tag}] accuracy" not in outs[1]
+    with open(os.path.join(job_dir, "log.txt")) as f:
+        assert "Distributed run: 2 processes (gloo)" in f.read()
+
+
 @pytest.mark.slurm
 def test_slurm_matches_local(local_sweep, data, tmp_path):
+    """Jobs of 2 processes (--gpus-per-job 2: 2 GPUs per node asked of SLURM, 2 Gloo processes
+    here), each started by the job's torchrun at the rendezvous SLURM's variables give, make the
+    one-process sweep's table."""
     output = str(tmp_path / "output")
     start = time.time()
-    proc = sweep(sweep_env(data, output, "slurm"), "MMRL")
-    print(f"slurm sweep (WAIT=1): {time.time() - start:.1f}s")
+    proc = sweep(sweep_env(data, output, "slurm"), "MMRL", "--gpus-per-job", "2", "--nodes-per-job", "1")
+    print(f"slurm sweep (2 processes per job, WAIT=1): {time.time() - start:.1f}s")
     assert table(proc.stdout) == table(local_sweep[1].stdout)
     assert results(output) == results(local_sweep[0])
     assert summary(proc.stdout) == "Sweep summary (slurm): 4 done, 0 skipped (existing results), 0 failed"
@@ -173,6 +274,55 @@ def test_slurm_matches_local(local_sweep, data, tmp_path):
                          proc.stdout, re.M)
     assert proc.stdout.index("[slurm] waiting") > max(proc.stdout.index(f"job {i}") for i in ids.values())
     assert_tests_after_trains(output, slurm_log)
+    from mmrl.launch import RDZV_BASE_PORT, RDZV_PORTS
+
+    for job_dir in job_dirs(output):
+        job_id = ids[os.path.relpath(job_dir, output)]
+        job = scontrol_job(job_id)
+        assert (job["NumNodes"], job["NumTasks"]) == ("1", "1") and "gpu:2" in job["TresPerNode"], job
+        with open(slurm_log(job_dir)) as f:
+            assert (f"Running: {sys.executable} -m torch.distributed.run --nnodes 1 --nproc_per_node 2 "
+                    f"--rdzv_backend c10d --rdzv_endpoint {job['NodeList']}:{RDZV_BASE_PORT + int(job_id) % RDZV_PORTS} "
+                    f"--rdzv_id {job_id} train.py") in f.read()
+        with open(os.path.join(job_dir, "log.txt")) as f:
+            assert "Distributed run: 2 processes (gloo)" in f.read()
+
+
+@pytest.mark.slurm
+def test_slurm_job_of_two_nodes(local_sweep, data, tmp_path):
+    """--nodes-per-job 2 on a real SLURM of two nodes (scripts/ci/start_slurm.sh's partition
+    "two": two slurmd on this machine), one process each: a task per node, each starting its
+    torchrun at the rendezvous on the job's first node; the job gives the one-process result,
+    and node 0 alone prints it."""
+    partitions = subprocess.run(["sinfo", "-h", "-o", "%R %D"], capture_output=True, text=True).stdout.split("\n")
+    if "two 2" not in partitions:
+        message = "no SLURM partition 'two' of 2 nodes (scripts/ci/start_slurm.sh makes one)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    output = str(tmp_path / "output")
+    # One thread per process: the two nodes share this machine's cores.
+    env = sweep_env(data, output, "slurm", JOB_PARTITION="two", JOB_NODES="2", OMP_NUM_THREADS="1")
+    proc = sweep(env, "demo", "1", script="scripts/mmrl/base2new_train.sh")
+    assert summary(proc.stdout) == "Sweep summary (slurm): 1 done, 0 skipped (existing results), 0 failed"
+    job_dir = os.path.join(output, TRAIN.format(1))
+    with open(os.path.join(job_dir, "slurm", "job_id")) as f:
+        job_id = f.read().strip()
+    job = scontrol_job(job_id)
+    assert (job["NumNodes"], job["NumTasks"], job["Partition"]) == ("2", "2", "two"), job
+    accuracy = final_accuracy(os.path.join(job_dir, "log.txt"))
+    assert accuracy == final_accuracy(os.path.join(local_sweep[0], TRAIN.format(1), "log.txt"))
+    with open(os.path.join(job_dir, "log.txt")) as f:
+        assert "Distributed run: 2 processes (gloo)" in f.read()
+    tag = "MMRL demo seed1 base2new_train"
+    logs = sorted(glob.glob(os.path.join(job_dir, "slurm", f"{job_id}_*_log.out")))
+    assert [os.path.basename(log) for log in logs] == [f"{job_id}_0_log.out", f"{job_id}_1_log.out"]
+    outs = [open(log).read() for log in logs]
+    for node, out in enumerate(outs):
+        assert f"(SLURM job {job_id}, node {node} of 2) ===" in out
+        assert "-m torch.distributed.run --nnodes 2 --nproc_per_node 1 --rdzv_backend c10d " in out
+    assert re.search(rf"^\[{re.escape(tag)}\] accuracy [\d.]+% ", outs[0], re.M)
+    assert f"[{tag}] node 1: its torchrun exited with 0" in outs[1] and f"[{tag}] accuracy" not in outs[1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,6 +521,21 @@ def test_pool_needs_gpus_or_slots(tmp_path):
                              "(N CPU jobs at a time)")
     assert error_of(env, "--gpus", "0,x") == ("Error: GPUS must list GPU indices (or UUIDs) separated by "
                                              "commas, e.g. GPUS=0,1,2,3; got '0,x'")
+
+
+def test_several_nodes_need_slurm(tmp_path):
+    for launcher in ("local", "pool"):
+        env = sweep_env(str(tmp_path / "data"), str(tmp_path / "output"), launcher, SLOTS="2")
+        assert error_of(env, "--nodes-per-job", "2") == (
+            f"Error: JOB_NODES (--nodes-per-job) 2 needs --launcher slurm: LAUNCHER={launcher} runs its jobs on "
+            "this one machine")
+    # A protocol script run on its own checks it too, before its first job.
+    env = sweep_env(str(tmp_path / "data"), str(tmp_path / "output"), "local", JOB_NODES="2")
+    proc = sweep(env, "demo", "1", check=False, script="scripts/mmrl/base2new_train.sh")
+    assert proc.returncode == 1 and not os.path.exists(env["OUTPUT"])
+    assert "Error: JOB_NODES (--nodes-per-job) 2 needs --launcher slurm" in proc.stderr
+    assert error_of(env, "--nodes-per-job", "0") == (
+        "Error: JOB_NODES (--nodes-per-job) must be a positive whole number, got '0'")
 
 
 def test_unknown_option(tmp_path):

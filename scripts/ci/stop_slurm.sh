@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Stops the SLURM of scripts/ci/start_slurm.sh: exactly the daemons it started, by their pid
-# files (slurmd, slurmctld, munged), waiting until each has exited.
+# files (each node's slurmd, slurmctld, munged), waiting until each has exited.
 # Usage: bash scripts/ci/stop_slurm.sh   (same SLURM_CI_DIR as the start)
 set -uo pipefail
 
 DIR=${SLURM_CI_DIR:-${TMPDIR:-/tmp}/mmrl-ci-slurm}
 status=0
-for daemon in slurmd slurmctld munged; do
-    pidfile=$DIR/$daemon.pid
+for pidfile in "$DIR"/slurmd-*.pid "$DIR/slurmd.pid" "$DIR/slurmctld.pid" "$DIR/munged.pid"; do
     [[ -f $pidfile ]] || continue
+    daemon=${pidfile##*/}
+    daemon=${daemon%.pid}
+    daemon=${daemon%%-*}
     pid=$(cat "$pidfile")
     # A stale pid file may name a process that is not ours any more.
     if [[ $pid =~ ^[0-9]+$ ]] && [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$daemon" ]]; then
