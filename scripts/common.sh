@@ -236,17 +236,18 @@ slurm_queued() {
 # rendezvous. In a SLURM job of several processes or nodes, mmrl/launch.py (SweepJob) sets
 # JOB_RDZV_ENDPOINT, JOB_RDZV_ID, JOB_NODES and JOB_NODE from SLURM's variables on each node:
 # every node runs one torchrun of JOB_GPUS processes, and they meet at the c10d rendezvous on
-# the job's first node.
+# the job's first node. The torchrun is mmrl/torchrun.py: torch's launcher, whose end, when a rank
+# fails, is one line naming that rank and its exit status instead of the agent's traceback.
 # (JOB_GPUS and JOB_NODES were checked by check_launcher before the sweep planned its jobs.)
 job_runner() {
     local gpus=1
     if [[ ${JOB_GPUS:-} =~ ^[0-9]+$ && $JOB_GPUS -gt 1 ]]; then gpus=$JOB_GPUS; fi
     RUNNER=("$PYTHON")
     if [[ -n ${JOB_RDZV_ENDPOINT:-} ]]; then
-        RUNNER=("$PYTHON" -m torch.distributed.run --nnodes "${JOB_NODES:-1}" --nproc_per_node "$gpus"
+        RUNNER=("$PYTHON" -m mmrl.torchrun --nnodes "${JOB_NODES:-1}" --nproc_per_node "$gpus"
             --rdzv_backend c10d --rdzv_endpoint "$JOB_RDZV_ENDPOINT" --rdzv_id "$JOB_RDZV_ID")
     elif [[ $gpus -gt 1 ]]; then
-        RUNNER=("$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$gpus")
+        RUNNER=("$PYTHON" -m mmrl.torchrun --standalone --nproc_per_node "$gpus")
     fi
 }
 

@@ -140,9 +140,39 @@ def test_pool_jobs_of_two_processes_match_one_process(local_sweep, data, tmp_pat
         with open(os.path.join(job_dir, "log.txt")) as f:
             assert "Distributed run: 2 processes (gloo)" in f.read()
         with open(os.path.join(job_dir, "job.log")) as f:
-            assert f"Running: {sys.executable} -m torch.distributed.run --standalone --nproc_per_node 2 train.py" in f.read()
+            assert f"Running: {sys.executable} -m mmrl.torchrun --standalone --nproc_per_node 2 train.py" in f.read()
         assert final_accuracy(os.path.join(job_dir, "log.txt")) == \
             final_accuracy(os.path.join(local_sweep[0], tail.format(1), "log.txt"))
+
+
+def test_a_jobs_torchrun_ends_in_one_line(tmp_path):
+    """The jobs' torchrun (python -m mmrl.torchrun): a failed rank ends the job with one line naming
+    it and that rank's exit status, a SIGTERM to the agent with 143, neither with torchrun's traceback."""
+    script = tmp_path / "ranks.py"
+    script.write_text("import os, sys, time\n"
+                      "if os.environ['RANK'] == '1' and sys.argv[1] == 'fail':\n"
+                      "    print('rank 1: Error: the thing named', file=sys.stderr)\n"
+                      "    sys.exit(3)\n"
+                      "open(os.path.join(sys.argv[2], os.environ['RANK']), 'w').close()\n"
+                      "time.sleep(120)\n")
+    env = {k: v for k, v in os.environ.items() if k != "MMRL_DEBUG"}
+    runner = [sys.executable, "-m", "mmrl.torchrun", "--standalone", "--nproc_per_node", "2", str(script)]
+    failed = subprocess.run([*runner, "fail", str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert failed.returncode == 3, failed.stderr[-2000:]
+    assert "Traceback" not in failed.stderr and "rank 1: Error: the thing named" in failed.stderr
+    assert failed.stderr.strip().splitlines()[-1].startswith("Error: torchrun: rank 1 exited with code 3;")
+
+    started = tmp_path / "started"
+    started.mkdir()
+    agent = subprocess.Popen([*runner, "wait", str(started)], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(os.listdir(started)) < 2 and agent.poll() is None:
+        time.sleep(0.2)
+    agent.terminate()  # both ranks are running
+    _, err = agent.communicate(timeout=300)
+    assert agent.returncode == 143, err[-2000:]
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "torchrun: stopped by SIGTERM"
 
 
 def test_gpus_per_job_splits_the_pool_and_is_checked():
@@ -187,7 +217,7 @@ def test_multi_node_job_command_line():
                                 "OMP_NUM_THREADS")} == {
         "JOB_RDZV_ENDPOINT": "gpu07:32956", "JOB_RDZV_ID": "123456", "JOB_NODES": "2", "JOB_NODE": "1",
         "JOB_GPUS": "4", "OMP_NUM_THREADS": "4"}
-    assert job_runner(env) == ["python", "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "4",
+    assert job_runner(env) == ["python", "-m", "mmrl.torchrun", "--nnodes", "2", "--nproc_per_node", "4",
                                "--rdzv_backend", "c10d", "--rdzv_endpoint", "gpu07:32956", "--rdzv_id", "123456"]
     # One process on one node: train.py itself, no rendezvous.
     single = SweepJob("tag", ["true"], REPO, threads=None)
@@ -237,7 +267,7 @@ def test_two_nodes_share_one_job(local_sweep, data, tmp_path):
     outs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
     for out in outs:
-        assert (f"Running: {sys.executable} -m torch.distributed.run --nnodes 2 --nproc_per_node 1 --rdzv_backend c10d "
+        assert (f"Running: {sys.executable} -m mmrl.torchrun --nnodes 2 --nproc_per_node 1 --rdzv_backend c10d "
                 f"--rdzv_endpoint 127.0.0.1:{port} --rdzv_id {job_id} train.py") in out
     assert f"Unfinished run at {job_dir}" in outs[0] and "Unfinished" not in outs[1]
     assert len(glob.glob(os.path.join(job_dir, "log.txt.unfinished-*"))) == 1
@@ -281,7 +311,7 @@ def test_slurm_matches_local(local_sweep, data, tmp_path):
         job = scontrol_job(job_id)
         assert (job["NumNodes"], job["NumTasks"]) == ("1", "1") and "gpu:2" in job["TresPerNode"], job
         with open(slurm_log(job_dir)) as f:
-            assert (f"Running: {sys.executable} -m torch.distributed.run --nnodes 1 --nproc_per_node 2 "
+            assert (f"Running: {sys.executable} -m mmrl.torchrun --nnodes 1 --nproc_per_node 2 "
                     f"--rdzv_backend c10d --rdzv_endpoint {job['NodeList']}:{RDZV_BASE_PORT + int(job_id) % RDZV_PORTS} "
                     f"--rdzv_id {job_id} train.py") in f.read()
         with open(os.path.join(job_dir, "log.txt")) as f:
@@ -320,7 +350,7 @@ def test_slurm_job_of_two_nodes(local_sweep, data, tmp_path):
     outs = [open(log).read() for log in logs]
     for node, out in enumerate(outs):
         assert f"(SLURM job {job_id}, node {node} of 2) ===" in out
-        assert "-m torch.distributed.run --nnodes 2 --nproc_per_node 1 --rdzv_backend c10d " in out
+        assert "-m mmrl.torchrun --nnodes 2 --nproc_per_node 1 --rdzv_backend c10d " in out
     assert re.search(rf"^\[{re.escape(tag)}\] accuracy [\d.]+% ", outs[0], re.M)
     assert f"[{tag}] node 1: its torchrun exited with 0" in outs[1] and f"[{tag}] accuracy" not in outs[1]
 
