@@ -72,6 +72,13 @@ def logits(clip_model, tokenized, images, text: Sequence[torch.Tensor], vision: 
     return clip_model.logit_scale.exp() * f @ w.t(), f, w
 
 
+def published_learner(trainable: torch.nn.Module, lr: float) -> Tuple[Dict[str, torch.Tensor], torch.optim.Optimizer]:
+    """The published learner's tensors, a copy of ``trainable``'s under the same state-dict keys, and
+    their optimizer: SGD at ``lr`` with Dassl's defaults (momentum 0.9, weight decay 5e-4)."""
+    theirs = {k: v.clone().requires_grad_(True) for k, v in trainable.state_dict().items()}
+    return theirs, torch.optim.SGD(list(theirs.values()), lr=lr, momentum=0.9, weight_decay=5e-4)
+
+
 def promptsrc_teacher_text(clip_model, classnames: Sequence[str], tokenize,
                            templates: Sequence[str] = IMAGENET_TEMPLATES) -> torch.Tensor:
     """The published frozen text features: each template's encode_text, averaged, then normalised."""

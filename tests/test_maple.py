@@ -95,12 +95,10 @@ def test_training_and_logits_equal_the_published_forward(float64_layer_norm):
     torch.manual_seed(0)
     model = MaPLeCLIP(clip64, CLASSES, 2, "a photo of a", depth).double()
     _trained_looking(model)
-    theirs = {k: v.clone().requires_grad_(True) for k, v in model.trainable.state_dict().items()}
     optim_cfg = get_cfg_default().OPTIM
     optim_cfg.NAME, optim_cfg.LR = "sgd", 0.0035
     ours_opt = build_optimizer(model.trainable, optim_cfg)
-    # Dassl's SGD defaults (momentum 0.9, weight decay 5e-4), on the published learner's tensors.
-    theirs_opt = torch.optim.SGD(list(theirs.values()), lr=0.0035, momentum=0.9, weight_decay=5e-4)
+    theirs, theirs_opt = ref.published_learner(model.trainable, 0.0035)
     tokenized = tokenize([f"a photo of a {c.replace('_', ' ')}." for c in CLASSES])
     g = torch.Generator().manual_seed(5)
     for step in range(3):

@@ -114,11 +114,10 @@ def test_training_and_logits_equal_the_published_forward(float64_layer_norm):
     with torch.no_grad():
         for p in model.trainable.parameters():  # trained-looking prompts
             p.add_(0.1 * torch.randn(p.shape, generator=g, dtype=p.dtype))
-    theirs = {k: v.clone().requires_grad_(True) for k, v in model.trainable.state_dict().items()}
     optim_cfg = get_cfg_default().OPTIM
     optim_cfg.NAME, optim_cfg.LR = "sgd", 0.0025
     ours_opt = build_optimizer(model.trainable, optim_cfg)
-    theirs_opt = torch.optim.SGD(list(theirs.values()), lr=0.0025, momentum=0.9, weight_decay=5e-4)
+    theirs, theirs_opt = ref.published_learner(model.trainable, 0.0025)
     tokenized = tokenize([f"a photo of a {c.replace('_', ' ')}." for c in CLASSES])
     for step in range(3):
         images = torch.randn(4, 3, 32, 32, generator=g, dtype=torch.float64)
