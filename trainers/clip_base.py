@@ -4,8 +4,7 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import torch
 
-from mmrl.dassl.config import CfgNode
-from mmrl.dassl.engine import TrainerX, resolve_precision
+from mmrl.dassl.engine import TrainerX
 from mmrl.dassl.utils import distributed as dist
 from mmrl.model.clip_loader import MINI_BACKBONE, check_input_size, class_prompts, load_clip
 
@@ -42,17 +41,6 @@ class CLIPTrainer(TrainerX):
     def in_chunks(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> torch.Tensor:
         """``fn`` over ``images`` [B, ...] in chunks of EVAL_CHUNK, outputs concatenated on dim 0."""
         return torch.cat([fn(chunk) for chunk in images.split(EVAL_CHUNK)])
-
-    def resolve_method_precision(self) -> None:
-        """The engine reads PREC under TRAINER.<registered name>; a method whose published keys are under
-        TRAINER.<node_name> has its precision (and amp's GradScaler) resolved again from that node.
-        Called first in build_model, before CLIP is loaded."""
-        if not self.node_name:
-            return
-        node = self.cfg.TRAINER[self.node_name]
-        view = CfgNode({"TRAINER": {"NAME": self.node_name, self.node_name: node.clone()}})
-        self.precision = resolve_precision(view, self.device)
-        self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "amp" else None
 
     def load_clip(self):
         cfg = self.cfg

@@ -76,7 +76,6 @@ class CoOp(CLIPTrainer):
 
     # ---- building -------------------------------------------------------------------------------
     def build_model(self):
-        self.resolve_method_precision()
         cfg, node = self.cfg, self.method_cfg
         clip_model = self.load_clip()
         classnames = self.dm.dataset.classnames

@@ -1,8 +1,7 @@
 """What the prompt-learning baselines of the lineage (MaPLe, PromptSRC) share on top of CLIPTrainer.
 
 - Their keys live under the published node names (``TRAINER.MAPLE``, ``TRAINER.PROMPTSRC``), not under
-  the registered trainer name the engine looks in for ``PREC``: the precision is resolved from there
-  (:meth:`CLIPTrainer.resolve_method_precision`).
+  the registered trainer name: ``node_name`` tells the engine, which reads ``PREC`` there.
 - Only the prompts are registered with the engine (module ``model.trainable``, whose state-dict keys
   are the published checkpoints' own), so checkpoints hold the trainable tensors only, and
   :meth:`load_model` reads the published checkpoints too (their frozen entries are ignored).
@@ -65,7 +64,6 @@ class PromptTrainer(CLIPTrainer):
         raise NotImplementedError
 
     def build_model(self):
-        self.resolve_method_precision()
         self.clip_model = self.load_clip()
         classnames = list(self.dm.dataset.classnames)
         self.num_classes = len(classnames)

@@ -77,8 +77,8 @@ class TrainerBase:
     # config files; the config assembly then requires and applies them.
     per_dataset_values: bool = False
     # The config node of a trainer whose keys are not under TRAINER.<registered name> (e.g.
-    # TRAINER.MAPLE for MaPLe, as its published code names it); empty when they are. Its
-    # per-dataset values are merged into that node.
+    # TRAINER.MAPLE for MaPLe, as its published code names it); empty when they are. Its PREC is
+    # read there, and its per-dataset values are merged into it.
     node_name: str = ""
 
     @classmethod
@@ -447,11 +447,12 @@ def autocast_for(precision: str, device: torch.device) -> ContextManager[Any]:
     return torch.autocast(device.type, dtype=dtype)
 
 
-def resolve_precision(cfg: Any, device: torch.device) -> str:
-    """``cfg.TRAINER[<NAME>].PREC``, "fp32" when the trainer has no such key. On CPU, fp16 and
-    amp become fp32 unless the node's ``PREC_ON_CPU`` is true (then they run as on CUDA); bf16
-    runs on CPU as asked. Prints one line saying which precision runs and why."""
-    name = cfg.TRAINER.NAME
+def resolve_precision(cfg: Any, device: torch.device, node_name: str = "") -> str:
+    """``cfg.TRAINER[<node>].PREC`` (the node ``node_name``, else TRAINER.NAME's), "fp32" when the
+    trainer has no such key. On CPU, fp16 and amp become fp32 unless the node's ``PREC_ON_CPU`` is
+    true (then they run as on CUDA); bf16 runs on CPU as asked. Prints one line saying which
+    precision runs and why."""
+    name = node_name or cfg.TRAINER.NAME
     node = cfg.TRAINER.get(name) if name else None
     if not hasattr(node, "get"):
         node = None
@@ -494,7 +495,7 @@ class SimpleTrainer(TrainerBase):
             self.device = torch.device("cuda", dist.local_rank()) if dist.is_distributed() else torch.device("cuda")
         else:
             self.device = torch.device("cpu")
-        self.precision = resolve_precision(cfg, self.device)
+        self.precision = resolve_precision(cfg, self.device, self.node_name)
         self.scaler: Optional[torch.amp.GradScaler] = None
         if self.precision == "amp":
             self.scaler = torch.amp.GradScaler(self.device.type)
