@@ -10,6 +10,8 @@
 #                  no trained model (default 0)
 #   ONE_CFG=NAME   use configs/trainers/$TRAINER/NAME.yaml for every protocol (default: the
 #                  lineage's per-protocol configs)
+#   IMAGENET_CFG=0 ImageNet runs the protocol's config, as every other dataset does (default 1:
+#                  vit_b16_imagenet.yaml in base-to-novel and few-shot)
 #   DEFAULT_SEEDS  seeds run when none is given (default: 1 2 3)
 #
 # Environment read here:
@@ -109,6 +111,7 @@ load_trainer() {
     [[ -f $dir/$TRAINER_FILE ]] || die "$dir has no $TRAINER_FILE declaring its trainer (TRAINER=...)"
     EVAL_ONLY=0
     ONE_CFG=
+    IMAGENET_CFG=1
     DEFAULT_SEEDS=(1 2 3)
     # shellcheck source=/dev/null
     source "$dir/$TRAINER_FILE"
@@ -186,7 +189,7 @@ cfg_for() {
         echo "$ONE_CFG"
     elif [[ $protocol == cd ]]; then
         echo vit_b16_cross_datasets
-    elif [[ $dataset == imagenet ]]; then
+    elif [[ $dataset == imagenet && $IMAGENET_CFG == 1 ]]; then
         echo vit_b16_imagenet
     elif [[ $protocol == fs ]]; then
         echo vit_b16_few_shot
