@@ -138,6 +138,9 @@ def main(argv=None) -> int:
                    help="also run the step STEPS times on real tensors per class count (time, peak memory)")
     p.add_argument("--measure-one", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.measure == 1 or args.measure < 0:
+        p.error(f"--measure {args.measure}: give 2 steps or more (the first, which fills the caches, is not timed), "
+                "or 0 to count only")
     if args.measure_one:
         measure(args.measure_one, args.batch_size, args.measure)
         return 0
