@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmrl.demo.clip import VIT_B16_SPEC, build_mini_clip, build_random_clip
+from mmrl.model import towers
 from mmrl.model.mmrl import RepresentationCLIP
 from mmrl.model.representation import RepArch
 
@@ -97,7 +98,25 @@ def test_groups_hold_no_padding_and_no_prefix(mini_clip):
     assert groups.bos.shape == (1, 1, 128)
 
 
-def test_recompute_changes_no_gradient(mini_clip):
+def test_long_groups_are_split_with_the_same_features(mini_clip, monkeypatch):
+    model = build(mini_clip, "MMRLpp", (6, 7, 8, 9, 10, 11, 12))
+    whole = model.text_features()
+    # At most 20 positions per group: the 14 prompts' 6 lengths become more groups, none over 20
+    # positions unless it holds a single prompt, and every prompt in exactly one of them.
+    monkeypatch.setattr(towers, "GROUP_POSITIONS", 20)
+    model = build(mini_clip, "MMRLpp", (6, 7, 8, 9, 10, 11, 12))
+    groups = model.class_groups()
+    lengths = {g.shape[0] for g in groups.groups}
+    assert len(groups.groups) > len(lengths)
+    assert all(g.shape[0] * g.shape[1] <= 20 or g.shape[1] == 1 for g in groups.groups)
+    assert sorted(groups.order.tolist()) == list(range(len(PROMPTS)))
+    split = model.text_features()
+    assert torch.allclose(split, whole, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("positions", [2048, 20])
+def test_recompute_changes_no_gradient(mini_clip, monkeypatch, positions):
+    monkeypatch.setattr(towers, "GROUP_POSITIONS", positions)
     grads = []
     for recompute in (False, True):
         model = build(mini_clip, "MMRLpp", (6, 7, 8, 9, 10, 11, 12))

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from mmrl.model.clip_loader import tokenize
-from mmrl.model.towers import ImageTower, TextTower, causal_mask, run_block, splice_tokens
+from mmrl.model.towers import ImageTower, TextTower, causal_mask, run_block, run_mlp, splice_tokens
 from tests import reference_forward
 
 K = 3
@@ -34,6 +34,26 @@ def test_run_block_equals_block_forward(mini_clip):
         assert torch.allclose(run_block(block, x, causal_mask(77, x.dtype, x.device)), block(x), atol=1e-6, rtol=0)
         vblock = mini_clip.visual.transformer.resblocks[0]
         assert torch.allclose(run_block(vblock, x[:17], None), vblock(x[:17]), atol=1e-6, rtol=0)
+
+
+def test_mlp_output_is_clips_bit_for_bit_and_its_gradient_autograds(mini_clip):
+    block = mini_clip.visual.transformer.resblocks[2]
+    h = torch.randn(17, 3, 128, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    got = run_mlp(block, h)
+    want = block.mlp(h)
+    # The forward arithmetic is QuickGELU's own, so the outputs are equal, not close.
+    assert torch.equal(got, want)
+    g = torch.randn(got.shape, generator=torch.Generator().manual_seed(1))
+    (grad_got,) = torch.autograd.grad(got, h, g)
+    (grad_want,) = torch.autograd.grad(want, h, g)
+    assert torch.allclose(grad_got, grad_want, atol=1e-6, rtol=1e-5)
+    # What backward keeps of the activation: one hidden-sized tensor (1.702 x), not x and its sigmoid.
+    kept = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t.shape) or t, lambda t: t):
+        run_mlp(block, h)
+    assert kept.count(torch.Size([17, 3, 512])) == 1
+    with torch.no_grad():
+        assert torch.equal(run_mlp(block, h), block.mlp(h))
 
 
 def test_causal_mask_values_and_cache():

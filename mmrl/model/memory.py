@@ -12,10 +12,10 @@ actually saves):
 - the attention's q, k, v (the in-projection's output, 3 T D), its output (T D) and log-sum-exp
   (T x heads x 4 bytes); in the text tower's shared-prefix blocks, each group's keys and values
   joined to the prefix's (2 D x (classes x prefix + own positions));
-- the MLP's hidden state and its sigmoid (QuickGELU), 2 x 4 T D;
+- the MLP's hidden state, as 1.702 x for QuickGELU's one-kernel backward (mmrl.model.towers), 4 T D;
 each of the products' outputs in the precision they run in (4 bytes, or 2 under fp16 / amp / bf16).
 With recomputation, a block keeps only its input (the residual stream: fp32, fp16 under PREC fp16),
-and one block's activations are live again at a time in backward.
+and one block's activations (in the text tower, one class group's) are live again at a time in backward.
 """
 import os
 from dataclasses import dataclass
@@ -39,6 +39,8 @@ class TowerShape:
     heads: int
     blocks: int  # blocks that carry tokens (from the first insertion layer on)
     joined_kv: int = 0  # text: positions whose keys and values are joined to the prefix's, summed
+    # What one recomputation rebuilds in backward, when less than a whole block (text: one class group)
+    unit: Optional["TowerShape"] = None
 
 
 def block_activation_bytes(shape: TowerShape, product_bytes: int) -> int:
@@ -46,7 +48,7 @@ def block_activation_bytes(shape: TowerShape, product_bytes: int) -> int:
     t, d = shape.tokens, shape.width
     norms = 2 * t * d * 4 + 2 * t * 2 * 4
     attention = 4 * t * d * product_bytes + t * shape.heads * 4 + 2 * d * shape.joined_kv * product_bytes
-    mlp = 2 * 4 * t * d * product_bytes
+    mlp = 4 * t * d * product_bytes
     return norms + attention + mlp
 
 
@@ -58,7 +60,7 @@ def activation_bytes(towers: Tuple[TowerShape, ...], precision: str, recompute: 
         return sum(s.blocks * block_activation_bytes(s, product_bytes) for s in towers)
     residual_bytes = 2 if precision == "fp16" else 4
     inputs = sum(s.blocks * s.tokens * s.width * residual_bytes for s in towers)
-    return inputs + max(block_activation_bytes(s, product_bytes) for s in towers)
+    return inputs + max(block_activation_bytes(s.unit or s, product_bytes) for s in towers)
 
 
 def model_towers(model: torch.nn.Module, batch: int) -> Tuple[TowerShape, ...]:
@@ -74,8 +76,13 @@ def model_towers(model: torch.nn.Module, batch: int) -> Tuple[TowerShape, ...]:
     image = TowerShape(batch * (1 + patches + k), visual.conv1.weight.shape[0],
                        visual.transformer.resblocks[0].attn.num_heads, image_blocks)
     text_attn = model.text_tower.blocks[0].attn
-    text = TowerShape(prefix + groups.n_tokens, text_attn.embed_dim, text_attn.num_heads, text_blocks,
-                      joined_kv=n_classes * prefix + groups.n_tokens)
+    width, heads = text_attn.embed_dim, text_attn.num_heads
+    # With recomputation each class group runs again on its own (the prefix's few positions are kept).
+    largest = max(groups.groups, key=lambda g: g.shape[0] * g.shape[1])
+    unit = TowerShape(largest.shape[0] * largest.shape[1], width, heads, 1,
+                      joined_kv=largest.shape[1] * prefix + largest.shape[0] * largest.shape[1])
+    text = TowerShape(prefix + groups.n_tokens, width, heads, text_blocks,
+                      joined_kv=n_classes * prefix + groups.n_tokens, unit=unit)
     return image, text
 
 

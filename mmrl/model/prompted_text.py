@@ -42,7 +42,8 @@ import torch
 from torch import nn
 
 from mmrl.model.clip_loader import tokenize
-from mmrl.model.towers import ClassGroups, TextTower, _attend, _heads, causal_mask, prefix_causal_mask, run_block
+from mmrl.model.towers import (ClassGroups, TextTower, _attend, _heads, causal_mask, prefix_causal_mask, run_block,
+                               run_mlp)
 
 # Class positions per block (summed over images and classes) that one chunk of per_image runs: at
 # ViT-B/16's width it bounds a block's activations to ~0.5 GB in fp32.
@@ -121,14 +122,14 @@ def run_prefix_block(block: nn.Module, prefix: torch.Tensor, *groups: torch.Tens
     length, n_prefix = prefix.shape[0], prefix.shape[1]
     q, k_p, v_p = _heads(attn, block.ln_1(prefix))  # [B, H, P, hd]
     x = prefix + _attend(attn, q, k_p, v_p, causal_mask(length, q.dtype, q.device))
-    outs = [x + block.mlp(block.ln_2(x))]
+    outs = [x + run_mlp(block, block.ln_2(x))]
     for c in groups:
         q, k, v = _heads(attn, block.ln_1(c))  # [B * Ng, H, Lg, hd]
         per = c.shape[1] // n_prefix
         k = torch.cat([k_p.repeat_interleave(per, dim=0), k], dim=2)
         v = torch.cat([v_p.repeat_interleave(per, dim=0), v], dim=2)
         x = c + _attend(attn, q, k, v, prefix_causal_mask(length, c.shape[0], q.dtype, q.device))
-        outs.append(x + block.mlp(block.ln_2(x)))
+        outs.append(x + run_mlp(block, block.ln_2(x)))
     return tuple(outs)
 
 

@@ -12,8 +12,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from clip.model import QuickGELU
+
 _MASKS: Dict[Tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
 _PREFIX_MASKS: Dict[Tuple[int, int, torch.dtype, torch.device], torch.Tensor] = {}
+# Own positions of at most this many tokens (prompts x length) form one class group; a longer set of
+# prompts of one length is split. With RECOMPUTE on one group's activations are live at a time in
+# backward, and at this size (a 16 MB hidden state at width 512, fp32) the allocator reuses a step's
+# tensors instead of mapping fresh pages for each, which at 1000 classes costs ~1 s per step.
+GROUP_POSITIONS = 2048
 
 
 def causal_mask(length: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -37,6 +44,35 @@ def prefix_causal_mask(prefix: int, length: int, dtype: torch.dtype, device: tor
     return mask
 
 
+class _QuickGELU(torch.autograd.Function):
+    """CLIP's QuickGELU, x * sigmoid(1.702 x), computed in forward exactly as CLIP's module does (so
+    every output is bit for bit the same) and differentiated in one fused kernel: its derivative is
+    SiLU's at 1.702 x, so backward is ``silu_backward`` on the 1.702 x that forward computes anyway.
+    Autograd on the module's expression keeps two hidden-sized tensors (x and the sigmoid) and runs
+    five elementwise kernels in backward; this keeps one and runs one."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        y = 1.702 * x
+        ctx.save_for_backward(y)
+        return x * torch.sigmoid(y)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        return torch.ops.aten.silu_backward(grad, y)
+
+
+def run_mlp(block: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """The block's MLP on h, its own weights; QuickGELU through :class:`_QuickGELU` when a gradient
+    flows (the module itself otherwise, and for any other activation)."""
+    mlp = block.mlp
+    if not isinstance(mlp.gelu, QuickGELU):
+        return mlp(h)
+    a = mlp.c_fc(h)
+    return mlp.c_proj(_QuickGELU.apply(a) if a.requires_grad else mlp.gelu(a))
+
+
 def run_block(block: nn.Module, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
     """One ``clip.model.ResidualAttentionBlock`` on x [L, N, D] with the given additive mask.
 
@@ -46,7 +82,7 @@ def run_block(block: nn.Module, x: torch.Tensor, mask: Optional[torch.Tensor]) -
     attn = block.attn
     q, k, v = _heads(attn, block.ln_1(x))
     x = x + _attend(attn, q, k, v, mask)
-    return x + block.mlp(block.ln_2(x))
+    return x + run_mlp(block, block.ln_2(x))
 
 
 def _heads(attn: nn.MultiheadAttention, h: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -67,6 +103,27 @@ def _attend(attn: nn.MultiheadAttention, q: torch.Tensor, k: torch.Tensor, v: to
     return F.linear(o.permute(2, 0, 1, 3).reshape(length, n, heads * hd), attn.out_proj.weight, attn.out_proj.bias)
 
 
+def shared_prefix_part(block: nn.Module, prefix: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The prefix's share of :func:`run_shared_prefix_block`: its new hidden states and the keys and
+    values every group attends to, [1, H, P, hd] each."""
+    attn = block.attn
+    q, k_p, v_p = _heads(attn, block.ln_1(prefix))  # [1, H, P, hd]
+    x = prefix + _attend(attn, q, k_p, v_p, causal_mask(prefix.shape[0], q.dtype, q.device))
+    return x + run_mlp(block, block.ln_2(x)), k_p, v_p
+
+
+def group_part(block: nn.Module, k_p: torch.Tensor, v_p: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """One group's share of :func:`run_shared_prefix_block`: c [Lg, Ng, D] attending to the prefix's
+    keys and values k_p, v_p, then causally to its own positions."""
+    attn = block.attn
+    q, k, v = _heads(attn, block.ln_1(c))  # [Ng, H, Lg, hd]
+    n = c.shape[1]
+    k = torch.cat([k_p.expand(n, -1, -1, -1), k], dim=2)
+    v = torch.cat([v_p.expand(n, -1, -1, -1), v], dim=2)
+    x = c + _attend(attn, q, k, v, prefix_causal_mask(k_p.shape[2], c.shape[0], q.dtype, q.device))
+    return x + run_mlp(block, block.ln_2(x))
+
+
 def run_shared_prefix_block(block: nn.Module, prefix: torch.Tensor, *groups: torch.Tensor) -> Tuple[torch.Tensor, ...]:
     """One text block on a prefix shared by every class and on the classes' own positions.
 
@@ -75,19 +132,8 @@ def run_shared_prefix_block(block: nn.Module, prefix: torch.Tensor, *groups: tor
     queries attend to the prefix's keys and values and causally to their own. Returns the new
     prefix and groups. Equal, up to float rounding, to :func:`run_block` on the concatenation.
     """
-    attn = block.attn
-    length = prefix.shape[0]
-    q, k_p, v_p = _heads(attn, block.ln_1(prefix))  # [1, H, P, hd]
-    x = prefix + _attend(attn, q, k_p, v_p, causal_mask(length, q.dtype, q.device))
-    outs = [x + block.mlp(block.ln_2(x))]
-    for c in groups:
-        q, k, v = _heads(attn, block.ln_1(c))  # [Ng, H, Lg, hd]
-        n = c.shape[1]
-        k = torch.cat([k_p.expand(n, -1, -1, -1), k], dim=2)
-        v = torch.cat([v_p.expand(n, -1, -1, -1), v], dim=2)
-        x = c + _attend(attn, q, k, v, prefix_causal_mask(length, c.shape[0], q.dtype, q.device))
-        outs.append(x + block.mlp(block.ln_2(x)))
-    return tuple(outs)
+    x, k_p, v_p = shared_prefix_part(block, prefix)
+    return (x, *(group_part(block, k_p, v_p, c) for c in groups))
 
 
 def splice_mode(index: int, first: Optional[int], beta: Optional[float]) -> str:
@@ -207,7 +253,8 @@ class ImageTower(_Tower):
 class ClassGroups:
     """Class prompts prepared for the shared-prefix text tower (:meth:`TextTower.group_classes`).
 
-    Prompts are grouped by length (last token = EOT), so none is padded to a longer one.
+    Prompts are grouped by length (last token = EOT), so none is padded to a longer one, and the
+    prompts of one length split into groups of at most :data:`GROUP_POSITIONS` positions.
     """
 
     bos: torch.Tensor  # [1, 1, Dt]: position 0 after the lower blocks, the same for every class
@@ -271,10 +318,11 @@ class TextTower(_Tower):
         groups, eots, rows = [], [], []
         for length in torch.unique(lengths).tolist():
             members = (lengths == length).nonzero().squeeze(1)  # positions in ``chosen``
-            ids = chosen[members]
-            groups.append(lower[1:length, ids])
-            eots.append(eot_index[ids] - 1)
-            rows.append(members)
+            for part in members.split(max(1, GROUP_POSITIONS // max(1, length - 1))):
+                ids = chosen[part]
+                groups.append(lower[1:length, ids])
+                eots.append(eot_index[ids] - 1)
+                rows.append(part)
         order = torch.argsort(torch.cat(rows))
         return ClassGroups(bos=lower[:1, :1], groups=groups, eots=eots, order=order)
 
@@ -303,8 +351,10 @@ class TextTower(_Tower):
                 prefix = splice_tokens(prefix, inserts[i], splice_mode(i, first, beta), beta)
             needs_grad = prefix.requires_grad or any(g.requires_grad for g in groups)
             if recompute and torch.is_grad_enabled() and needs_grad:
-                prefix, *groups = checkpoint(run_shared_prefix_block, self.blocks[i], prefix, *groups,
-                                             use_reentrant=False)
+                # Each group runs again in backward on its own, so one group's activations are live
+                # at a time (the prefix's, a few positions, are kept).
+                prefix, k_p, v_p = shared_prefix_part(self.blocks[i], prefix)
+                groups = [checkpoint(group_part, self.blocks[i], k_p, v_p, c, use_reentrant=False) for c in groups]
             else:
                 prefix, *groups = run_shared_prefix_block(self.blocks[i], prefix, *groups)
         rows = torch.cat([g[e, torch.arange(g.shape[1], device=g.device)] for g, e in zip(groups, classes.eots)])
