@@ -606,6 +606,9 @@ class SimpleTrainer(TrainerBase):
                         )
                     continue
             yield batch
+            # Dropped before the loader builds the next batch, so that two are never held at once
+            # (a test batch of 250 images is 150 MB in fp32, and collating the next needs as much again).
+            del batch
 
     def report_skipped_images(self) -> None:
         skipped = self.__dict__.get("skipped_images") or []
@@ -767,8 +770,9 @@ class SimpleTrainer(TrainerBase):
         outputs: List[torch.Tensor] = []
         labels: List[torch.Tensor] = []
         bar_off = None if dist.is_main_process() else True
-        batches = self.readable_batches(data_loader)
-        for batch in tqdm(batches, total=len(data_loader), file=sys.stderr, disable=bar_off, desc=split):
+        # The bar is updated by hand: iterating through tqdm would keep each batch alive while the next is built.
+        bar = tqdm(total=len(data_loader), file=sys.stderr, disable=bar_off, desc=split)
+        for batch in self.readable_batches(data_loader):
             input, label = self.parse_batch_test(batch)
             if context is None:
                 output = self.model_inference(input)
@@ -779,6 +783,9 @@ class SimpleTrainer(TrainerBase):
                 labels.append(label)
             else:
                 self.evaluator.process(output, label)
+            del batch, input, output
+            bar.update(1)
+        bar.close()
         if dist.is_distributed():
             self.evaluator.process(dist.gather_in_order(torch.cat(outputs)), dist.gather_in_order(torch.cat(labels)))
 
