@@ -104,7 +104,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(auto, the trainers' default: off when the step's estimated activations fit "
                         "--memory-budget-gb, mmrl.model.memory)")
     p.add_argument("--memory-budget-gb", type=float, default=0.0,
-                   help="as TRAINER.<NAME>.MEMORY_BUDGET_GB (0: half the free memory)")
+                   help="as TRAINER.<NAME>.MEMORY_BUDGET_GB (0: the default budget, mmrl.model.memory)")
     p.add_argument("--compile", action="store_true", help="torch.compile the towers' per-block functions")
     p.add_argument("--row", action="store_true", help="print one tab-separated line of figures")
     p.add_argument("--distributed", action="store_true",

@@ -20,14 +20,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WAYS = ("whole", "shared")
 
 
-def resident_gb() -> float:
-    with open("/proc/self/status", encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024 ** 2
-    return float("nan")
-
-
 def measure(args: argparse.Namespace) -> None:
     """One way, in this process: print a tab-separated line of figures."""
     import resource
@@ -38,7 +30,7 @@ def measure(args: argparse.Namespace) -> None:
     from mmrl.dassl.engine.trainer import AUTOCAST_DTYPES
     from mmrl.demo.clip import MINI_SPEC, VIT_B16_SPEC, build_random_clip
     from mmrl.model.clip_loader import convert_weights
-    from mmrl.model.memory import choose_recompute
+    from mmrl.model.memory import GB, choose_recompute, held_memory_bytes
     from mmrl.model.mmrl import RepresentationCLIP
     from mmrl.model.representation import RepArch
 
@@ -74,7 +66,7 @@ def measure(args: argparse.Namespace) -> None:
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    before = resident_gb()
+    before = held_memory_bytes(torch.device("cpu")) / GB
     step()  # warm-up
     sync()
     start = time.perf_counter()

@@ -73,9 +73,9 @@ class MMRL(CLIPTrainer):
         # Ours: on CPU, fp16 and amp run as fp32 unless this is True (then exactly as on CUDA).
         node.PREC_ON_CPU = False
         # Ours: "on" recomputes the blocks from the first insertion layer on in backward instead of
-        # keeping their activations (less memory, ~20-30% more time per step); "auto" keeps them when
-        # the step's estimated activations fit MEMORY_BUDGET_GB, or half the free memory when it is 0
-        # (mmrl.model.memory).
+        # keeping their activations (less memory, ~20-40% more time per step); "auto" keeps them when
+        # the step's estimated activations fit MEMORY_BUDGET_GB or, when it is 0, half the free GPU
+        # memory, on CPU also no more than the run already holds (mmrl.model.memory.memory_budget).
         node.RECOMPUTE = "auto"  # auto / on / off
         node.MEMORY_BUDGET_GB = 0.0
         cfg.TRAINER[cls.variant] = node
@@ -90,7 +90,7 @@ class MMRL(CLIPTrainer):
         if node.RECOMPUTE not in ("auto", "on", "off"):
             raise ValueError(f"TRAINER.{self.variant}.RECOMPUTE must be auto, on or off, got {node.RECOMPUTE!r}")
         if float(node.MEMORY_BUDGET_GB) < 0:
-            raise ValueError(f"TRAINER.{self.variant}.MEMORY_BUDGET_GB must be 0 (half the free memory) or a "
+            raise ValueError(f"TRAINER.{self.variant}.MEMORY_BUDGET_GB must be 0 (the default budget) or a "
                              f"positive number of GB, got {node.MEMORY_BUDGET_GB!r}")
         scored_logits(cfg.TASK, cfg.DATASET.SUBSAMPLE_CLASSES, cfg.DATASET.NAME, DEFAULT_SOURCE_DATASET)
 

@@ -2,7 +2,8 @@
 memory in both modes against a memory budget.
 
 Recomputing saves memory and costs time (the blocks from the first insertion layer on run twice), so
-``auto`` keeps the activations whenever they fit the budget. The estimate counts what autograd keeps
+``auto`` keeps the activations whenever they fit the budget (:func:`memory_budget`: half the free
+memory of a GPU; on CPU also no more than the run already holds). The estimate counts what autograd keeps
 for the backward of one stock CLIP block on x [L, N, D] (T = L N tokens; the frozen weights need no
 gradient, so no product keeps its input; tests/test_memory.py checks it against the tensors autograd
 actually saves):
@@ -115,8 +116,29 @@ def free_memory_bytes(device: torch.device) -> int:
     return max(0, available)
 
 
+def held_memory_bytes(device: torch.device) -> int:
+    """What this run holds now: CUDA memory allocated on ``device``, or this process's resident size."""
+    if device.type == "cuda":
+        return int(torch.cuda.memory_allocated(device))
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
 def memory_budget(device: torch.device, budget_gb: float = 0.0) -> Tuple[int, str]:
-    """(bytes, where the figure comes from): ``budget_gb`` when positive, else a share of the free memory."""
+    """(bytes, where the figure comes from): ``budget_gb`` when positive, else a share of the free
+    memory, and on CPU at most what the run already holds.
+
+    A GPU is the run's own, so half its free memory may go to activations. Host memory is not: the
+    data loader's worker processes, a sweep's other jobs on the machine and the page cache the images
+    are read from live in it too, and each job's view of the available memory is taken at its own
+    start. So on CPU the kept activations may at most double the run's footprint (CLIP, its caches,
+    the data); a step that would need more recomputes, which costs 20-40% more time where it saves
+    half of the run's memory or more (MEMORY_BUDGET_GB overrides it)."""
     if budget_gb and budget_gb > 0:
         return int(budget_gb * GB), f"budget {budget_gb:g} GB (MEMORY_BUDGET_GB)"
     free = free_memory_bytes(device)
@@ -127,6 +149,11 @@ def memory_budget(device: torch.device, budget_gb: float = 0.0) -> Tuple[int, st
     if local > 1:
         share /= local
         what += f", shared by {local} processes"
+    if device.type == "cpu":
+        held = held_memory_bytes(device)
+        if held < share * free:
+            return held, (f"budget {held / GB:.2f} GB (what this run holds: on CPU the kept activations "
+                          f"may at most double it; {share:.0%} of the {free / GB:.1f} GB {what} is more)")
     return int(share * free), f"budget {share * free / GB:.1f} GB ({share:.0%} of {free / GB:.1f} GB {what})"
 
 
