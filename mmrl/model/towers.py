@@ -65,12 +65,17 @@ class _QuickGELU(torch.autograd.Function):
 
 def run_mlp(block: nn.Module, h: torch.Tensor) -> torch.Tensor:
     """The block's MLP on h, its own weights; QuickGELU through :class:`_QuickGELU` when a gradient
-    flows (the module itself otherwise, and for any other activation)."""
+    flows (the module itself for any other activation)."""
     mlp = block.mlp
     if not isinstance(mlp.gelu, QuickGELU):
         return mlp(h)
     a = mlp.c_fc(h)
-    return mlp.c_proj(_QuickGELU.apply(a) if a.requires_grad else mlp.gelu(a))
+    if a.requires_grad:
+        return mlp.c_proj(_QuickGELU.apply(a))
+    # Without a gradient, the module's arithmetic in place: the same values, two hidden-sized tensors
+    # live instead of three.
+    y = 1.702 * a
+    return mlp.c_proj(y.sigmoid_().mul_(a))
 
 
 def run_block(block: nn.Module, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
