@@ -42,8 +42,7 @@ import torch
 from torch import nn
 
 from mmrl.model.clip_loader import tokenize
-from mmrl.model.towers import (ClassGroups, TextTower, _attend, _heads, causal_mask, prefix_causal_mask, run_block,
-                               run_mlp)
+from mmrl.model.towers import ClassGroups, TextTower, causal_mask, run_block, run_shared_prefix_block
 
 # Class positions per block (summed over images and classes) that one chunk of per_image runs: at
 # ViT-B/16's width it bounds a block's activations to ~0.5 GB in fp32.
@@ -107,30 +106,6 @@ def class_token_layout(prompts: Sequence[str], classnames: Sequence[str], n_ctx:
         out[row, 1 + head:1 + head + name_len] = name
         ctx_index.append(slots)
     return out, torch.tensor(ctx_index)
-
-
-def run_prefix_block(block: nn.Module, prefix: torch.Tensor, *groups: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-    """One text block on B prefixes [P, B, D] and the positions that follow each of them.
-
-    Each group [Lg, B * Ng, D] holds positions P.. of Ng prompts per prefix, prefix-major (row
-    b * Ng + j continues prefix b). The prefixes attend causally to themselves only, so they are
-    computed once each; every prompt's queries attend to its prefix's keys and values, then causally
-    to its own. Equal, up to float rounding, to :func:`run_block` on the concatenations (with B = 1,
-    to :func:`mmrl.model.towers.run_shared_prefix_block`).
-    """
-    attn = block.attn
-    length, n_prefix = prefix.shape[0], prefix.shape[1]
-    q, k_p, v_p = _heads(attn, block.ln_1(prefix))  # [B, H, P, hd]
-    x = prefix + _attend(attn, q, k_p, v_p, causal_mask(length, q.dtype, q.device))
-    outs = [x + run_mlp(block, block.ln_2(x))]
-    for c in groups:
-        q, k, v = _heads(attn, block.ln_1(c))  # [B * Ng, H, Lg, hd]
-        per = c.shape[1] // n_prefix
-        k = torch.cat([k_p.repeat_interleave(per, dim=0), k], dim=2)
-        v = torch.cat([v_p.repeat_interleave(per, dim=0), v], dim=2)
-        x = c + _attend(attn, q, k, v, prefix_causal_mask(length, c.shape[0], q.dtype, q.device))
-        outs.append(x + run_mlp(block, block.ln_2(x)))
-    return tuple(outs)
 
 
 def _replace(x: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
@@ -265,7 +240,7 @@ class PromptedText(nn.Module):
         for i, block in enumerate(self.tower.blocks):
             if deep and 1 <= i <= len(deep):
                 prefix = _replace(prefix, deep[i - 1])
-            prefix, *groups = run_prefix_block(block, prefix, *groups)
+            prefix, *groups = run_shared_prefix_block(block, prefix, *groups)
         rows = []
         for g, e in zip(groups, classes.eots):
             n = e.shape[0]

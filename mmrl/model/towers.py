@@ -109,33 +109,42 @@ def _attend(attn: nn.MultiheadAttention, q: torch.Tensor, k: torch.Tensor, v: to
 
 
 def shared_prefix_part(block: nn.Module, prefix: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The prefix's share of :func:`run_shared_prefix_block`: its new hidden states and the keys and
-    values every group attends to, [1, H, P, hd] each."""
+    """The prefixes' share of :func:`run_shared_prefix_block`: their new hidden states [P, B, D] and
+    the keys and values the groups attend to, [B, H, P, hd] each."""
     attn = block.attn
-    q, k_p, v_p = _heads(attn, block.ln_1(prefix))  # [1, H, P, hd]
+    q, k_p, v_p = _heads(attn, block.ln_1(prefix))  # [B, H, P, hd]
     x = prefix + _attend(attn, q, k_p, v_p, causal_mask(prefix.shape[0], q.dtype, q.device))
     return x + run_mlp(block, block.ln_2(x)), k_p, v_p
 
 
+def _per_prompt(t: torch.Tensor, n: int) -> torch.Tensor:
+    """t [B, H, P, hd] -> [n, H, P, hd]: prefix b's rows for prompts b * n / B .. (b + 1) * n / B - 1
+    (a view of t when B is 1)."""
+    b = t.shape[0]
+    return t.unsqueeze(1).expand(b, n // b, *t.shape[1:]).reshape(n, *t.shape[1:])
+
+
 def group_part(block: nn.Module, k_p: torch.Tensor, v_p: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """One group's share of :func:`run_shared_prefix_block`: c [Lg, Ng, D] attending to the prefix's
-    keys and values k_p, v_p, then causally to its own positions."""
+    """One group's share of :func:`run_shared_prefix_block`: c [Lg, B * Ng, D] (prefix-major: row
+    b * Ng + j continues prefix b) attending to its prefix's keys and values k_p, v_p [B, H, P, hd],
+    then causally to its own positions."""
     attn = block.attn
-    q, k, v = _heads(attn, block.ln_1(c))  # [Ng, H, Lg, hd]
+    q, k, v = _heads(attn, block.ln_1(c))  # [B * Ng, H, Lg, hd]
     n = c.shape[1]
-    k = torch.cat([k_p.expand(n, -1, -1, -1), k], dim=2)
-    v = torch.cat([v_p.expand(n, -1, -1, -1), v], dim=2)
+    k = torch.cat([_per_prompt(k_p, n), k], dim=2)
+    v = torch.cat([_per_prompt(v_p, n), v], dim=2)
     x = c + _attend(attn, q, k, v, prefix_causal_mask(k_p.shape[2], c.shape[0], q.dtype, q.device))
     return x + run_mlp(block, block.ln_2(x))
 
 
 def run_shared_prefix_block(block: nn.Module, prefix: torch.Tensor, *groups: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-    """One text block on a prefix shared by every class and on the classes' own positions.
+    """One text block on B prefixes and on the positions that follow each of them.
 
-    prefix [P, 1, D] holds positions 0..P-1, which under the causal mask attend only to each other,
-    so they are computed once; each group [Lg, Ng, D] holds positions P.. of Ng prompts, whose
-    queries attend to the prefix's keys and values and causally to their own. Returns the new
-    prefix and groups. Equal, up to float rounding, to :func:`run_block` on the concatenation.
+    prefix [P, B, D] holds positions 0..P-1, which under the causal mask attend only to each other,
+    so they are computed once each (B = 1: one prefix shared by every class); each group
+    [Lg, B * Ng, D] holds positions P.. of Ng prompts per prefix, prefix-major, whose queries attend
+    to their prefix's keys and values and causally to their own. Returns the new prefix and groups.
+    Equal, up to float rounding, to :func:`run_block` on the concatenations.
     """
     x, k_p, v_p = shared_prefix_part(block, prefix)
     return (x, *(group_part(block, k_p, v_p, c) for c in groups))
