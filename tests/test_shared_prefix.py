@@ -126,6 +126,36 @@ def test_recompute_changes_no_gradient(mini_clip, monkeypatch, positions):
     assert torch.equal(grads[0], grads[1])
 
 
+@pytest.mark.parametrize("positions", [2048, 20])
+def test_recompute_under_bf16_autocast_changes_no_gradient(mini_clip, monkeypatch, positions):
+    # Backward re-runs the groups under the autocast of their forward, not in fp32.
+    monkeypatch.setattr(towers, "GROUP_POSITIONS", positions)
+    grads = []
+    for recompute in (False, True):
+        model = build(mini_clip, "MMRLpp", (6, 7, 8, 9, 10, 11, 12))
+        model.recompute = recompute
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            f = model.text_features()
+        f.float().sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.learner.to_text.parameters()]))
+    assert torch.equal(grads[0], grads[1])
+
+
+def test_recomputed_groups_of_a_block_share_one_tensor(mini_clip, monkeypatch):
+    # The groups' outputs of one block are views of one tensor, so a step's long-lived tensors are
+    # one per block, not one per group and block.
+    monkeypatch.setattr(towers, "GROUP_POSITIONS", 20)
+    model = build(mini_clip, "MMRL", (6, 7, 8, 9, 10, 11, 12))
+    groups = model.class_groups()
+    k_p = v_p = torch.zeros(1, 2, 1 + K, 64, requires_grad=True)  # mini CLIP: 2 heads of 64
+    block = model.text_tower.blocks[6]
+    outs = towers._RecomputedGroups.apply(block, k_p, v_p, *groups.groups)
+    assert len(outs) == len(groups.groups) > 2
+    assert len({o.untyped_storage().data_ptr() for o in outs}) == 1
+    for o, c in zip(outs, groups.groups):
+        assert torch.equal(o, towers.group_part(block, k_p, v_p, c))
+
+
 def test_groups_follow_the_model_to_another_dtype():
     model = build(build_mini_clip(0).requires_grad_(False), "MMRL", (6, 7, 8, 9, 10, 11, 12))
     assert model.class_groups().bos.dtype == torch.float32

@@ -63,19 +63,24 @@ class _QuickGELU(torch.autograd.Function):
         return torch.ops.aten.silu_backward(grad, y)
 
 
-def run_mlp(block: nn.Module, h: torch.Tensor) -> torch.Tensor:
-    """The block's MLP on h, its own weights; QuickGELU through :class:`_QuickGELU` when a gradient
-    flows (the module itself for any other activation)."""
+def mlp_hidden(block: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """The block's MLP up to its output projection: act(c_fc(h)), QuickGELU through
+    :class:`_QuickGELU` when a gradient flows."""
     mlp = block.mlp
-    if not isinstance(mlp.gelu, QuickGELU):
-        return mlp(h)
     a = mlp.c_fc(h)
+    if not isinstance(mlp.gelu, QuickGELU):
+        return mlp.gelu(a)
     if a.requires_grad:
-        return mlp.c_proj(_QuickGELU.apply(a))
+        return _QuickGELU.apply(a)
     # Without a gradient, the module's arithmetic in place: the same values, two hidden-sized tensors
     # live instead of three.
     y = 1.702 * a
-    return mlp.c_proj(y.sigmoid_().mul_(a))
+    return y.sigmoid_().mul_(a)
+
+
+def run_mlp(block: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """The block's MLP on h, its own weights (CLIP's ``mlp`` is c_fc, the activation, c_proj)."""
+    return block.mlp.c_proj(mlp_hidden(block, h))
 
 
 def run_block(block: nn.Module, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
@@ -124,17 +129,93 @@ def _per_prompt(t: torch.Tensor, n: int) -> torch.Tensor:
     return t.unsqueeze(1).expand(b, n // b, *t.shape[1:]).reshape(n, *t.shape[1:])
 
 
-def group_part(block: nn.Module, k_p: torch.Tensor, v_p: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """One group's share of :func:`run_shared_prefix_block`: c [Lg, B * Ng, D] (prefix-major: row
-    b * Ng + j continues prefix b) attending to its prefix's keys and values k_p, v_p [B, H, P, hd],
-    then causally to its own positions."""
+def _group_hidden(block: nn.Module, k_p: torch.Tensor, v_p: torch.Tensor,
+                  c: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:func:`group_part` up to the MLP's output projection: the residual stream after attention x
+    and the MLP's hidden activation; the block's output is x + c_proj(hidden)."""
     attn = block.attn
     q, k, v = _heads(attn, block.ln_1(c))  # [B * Ng, H, Lg, hd]
     n = c.shape[1]
     k = torch.cat([_per_prompt(k_p, n), k], dim=2)
     v = torch.cat([_per_prompt(v_p, n), v], dim=2)
     x = c + _attend(attn, q, k, v, prefix_causal_mask(k_p.shape[2], c.shape[0], q.dtype, q.device))
-    return x + run_mlp(block, block.ln_2(x))
+    return x, mlp_hidden(block, block.ln_2(x))
+
+
+def group_part(block: nn.Module, k_p: torch.Tensor, v_p: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """One group's share of :func:`run_shared_prefix_block`: c [Lg, B * Ng, D] (prefix-major: row
+    b * Ng + j continues prefix b) attending to its prefix's keys and values k_p, v_p [B, H, P, hd],
+    then causally to its own positions."""
+    x, hidden = _group_hidden(block, k_p, v_p, c)
+    return x + block.mlp.c_proj(hidden)
+
+
+class _RecomputedGroups(torch.autograd.Function):
+    """One frozen text block on every class group (:func:`group_part` each), keeping only its inputs:
+    each group runs again in backward, on its own, so one group's activations are live at a time.
+
+    What ``torch.utils.checkpoint`` per group would do, with the same values and gradients, but the
+    outputs of all groups are written into one tensor per block: a step's long-lived tensors are then
+    a few large ones, not one per group and block placed among the groups' short-lived ones, which
+    left the CPU heap at 1000 classes about twice the memory in use (0.5-1 GB more resident memory,
+    varying from run to run). Backward re-runs a group only up to its MLP's hidden activation: the
+    output projection's weight is frozen, so its gradient needs no forward product (as checkpoint's
+    early stop skips it). The block's weights must not need a gradient."""
+
+    @staticmethod
+    def forward(ctx, block: nn.Module, k_p: torch.Tensor, v_p: torch.Tensor, *groups: torch.Tensor):
+        out = groups[0].new_empty(sum(c.numel() for c in groups))
+        views, start = [], 0
+        for c in groups:
+            view = out[start:start + c.numel()].view(c.shape)
+            x, hidden = _group_hidden(block, k_p, v_p, c)
+            torch.add(x, block.mlp.c_proj(hidden), out=view)
+            views.append(view)
+            start += c.numel()
+        ctx.block = block
+        ctx.autocast = _autocast_state(groups[0].device)
+        ctx.save_for_backward(k_p, v_p, *groups)
+        return tuple(views)
+
+    @staticmethod
+    def backward(ctx, *grads: torch.Tensor):
+        k_p, v_p, *groups = ctx.saved_tensors
+        wants = ctx.needs_input_grad
+        weight = ctx.block.mlp.c_proj.weight
+        grad_in = groups[0].new_empty(sum(c.numel() for c in groups)) if any(wants[3:]) else None
+        starts = [0]
+        for c in groups:
+            starts.append(starts[-1] + c.numel())
+        g_k = g_v = None
+        g_groups: List[Optional[torch.Tensor]] = [None] * len(groups)
+        # Last group first, as autograd reaches per-group nodes, so the prefix's gradients are summed
+        # in the same order as without recomputation.
+        for i in reversed(range(len(groups))):
+            device_type, enabled, dtype = ctx.autocast
+            with torch.enable_grad(), torch.autocast(device_type, dtype=dtype, enabled=enabled):
+                k = k_p.detach().requires_grad_(wants[1])
+                v = v_p.detach().requires_grad_(wants[2])
+                c = groups[i].detach().requires_grad_(wants[3 + i])
+                x, hidden = _group_hidden(ctx.block, k, v, c)
+                grad = grads[i]
+                # d(x + c_proj(hidden)) / d hidden, as addmm's backward computes it.
+                g_hidden = (grad.reshape(-1, grad.shape[-1]) @ weight.to(grad.dtype)).view(hidden.shape)
+                asked = [t for t in (k, v, c) if t.requires_grad]
+                got = list(torch.autograd.grad((x, hidden), asked, (grad, g_hidden.to(hidden.dtype))))
+            if wants[1]:
+                g = got.pop(0)
+                g_k = g if g_k is None else g_k + g
+            if wants[2]:
+                g = got.pop(0)
+                g_v = g if g_v is None else g_v + g
+            if wants[3 + i]:
+                g_groups[i] = grad_in[starts[i]:starts[i + 1]].view(groups[i].shape).copy_(got.pop(0))
+        return (None, g_k, g_v, *g_groups)
+
+
+def _autocast_state(device: torch.device) -> Tuple[str, bool, torch.dtype]:
+    device_type = "cuda" if device.type == "cuda" else "cpu"
+    return device_type, torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type)
 
 
 def run_shared_prefix_block(block: nn.Module, prefix: torch.Tensor, *groups: torch.Tensor) -> Tuple[torch.Tensor, ...]:
@@ -368,7 +449,11 @@ class TextTower(_Tower):
                 # Each group runs again in backward on its own, so one group's activations are live
                 # at a time (the prefix's, a few positions, are kept).
                 prefix, k_p, v_p = shared_prefix_part(self.blocks[i], prefix)
-                groups = [checkpoint(group_part, self.blocks[i], k_p, v_p, c, use_reentrant=False) for c in groups]
+                if any(p.requires_grad for p in self.blocks[i].parameters()):
+                    groups = [checkpoint(group_part, self.blocks[i], k_p, v_p, c, use_reentrant=False)
+                              for c in groups]
+                else:
+                    groups = list(_RecomputedGroups.apply(self.blocks[i], k_p, v_p, *groups))
             else:
                 prefix, *groups = run_shared_prefix_block(self.blocks[i], prefix, *groups)
         rows = torch.cat([g[e, torch.arange(g.shape[1], device=g.device)] for g, e in zip(groups, classes.eots)])
