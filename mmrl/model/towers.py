@@ -201,7 +201,10 @@ class _RecomputedGroups(torch.autograd.Function):
                 # d(x + c_proj(hidden)) / d hidden, as addmm's backward computes it.
                 g_hidden = (grad.reshape(-1, grad.shape[-1]) @ weight.to(grad.dtype)).view(hidden.shape)
                 asked = [t for t in (k, v, c) if t.requires_grad]
-                got = list(torch.autograd.grad((x, hidden), asked, (grad, g_hidden.to(hidden.dtype))))
+                # backward, not autograd.grad: hooks that track modules (FlopCounterMode's) support
+                # only the former inside a backward.
+                torch.autograd.backward((x, hidden), (grad, g_hidden.to(hidden.dtype)), inputs=asked)
+                got = [t.grad for t in asked]
             if wants[1]:
                 g = got.pop(0)
                 g_k = g if g_k is None else g_k + g
