@@ -141,6 +141,19 @@ def test_recompute_under_bf16_autocast_changes_no_gradient(mini_clip, monkeypatc
     assert torch.equal(grads[0], grads[1])
 
 
+def test_recompute_keeps_the_gradient_of_a_text_block_that_trains(monkeypatch):
+    # A block whose weights need a gradient is recomputed per group by torch's checkpoint instead.
+    monkeypatch.setattr(towers, "GROUP_POSITIONS", 20)
+    grads = []
+    for recompute in (False, True):
+        model = build(build_mini_clip(0).requires_grad_(False), "MMRL", (6, 7, 8, 9, 10, 11, 12))
+        weight = model.text_tower.blocks[8].mlp.c_proj.weight.requires_grad_(True)
+        model.recompute = recompute
+        model.text_features().sum().backward()
+        grads.append(weight.grad)
+    assert grads[1] is not None and torch.equal(grads[0], grads[1])
+
+
 def test_recomputed_groups_of_a_block_share_one_tensor(mini_clip, monkeypatch):
     # The groups' outputs of one block are views of one tensor, so a step's long-lived tensors are
     # one per block, not one per group and block.
