@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Dict, List
@@ -130,7 +131,8 @@ def launches(shared_root, tmp_path_factory):
     port = free_port()
     crash = b2n_runs("MMRL", shared_root, base / "crash")[0]
     for node in (0, 1):
-        procs[f"crash{node}"] = start(two_nodes(node, port), base / f"crash{node}.json", crash, HARNESS_FAIL="1:1:0")
+        procs[f"crash{node}"] = start(two_nodes(node, port), base / f"crash{node}.json", crash, HARNESS_FAIL="1:1:0",
+                                      HARNESS_EXIT_RC="1")
     # Bad input, two runs in one launch: a global batch that does not divide by the world size, and
     # more ranks than classes (a folder dataset of one class).
     one_class = base / "one_class"
@@ -205,14 +207,23 @@ def test_crash_on_one_rank_ends_all_and_the_run_resumes(launches, runs):
     """Every rank of the two-node run stops, well within the timeout, rank 1 with its error, rank 0 naming it;
     the rerun (2 ranks on one node) continues at epoch 1 and ends with the uninterrupted run's checkpoint."""
     base, procs, began = launches
-    ends, outs = [], []
-    for node in (0, 1):
-        outs.append(finish(procs[f"crash{node}"], check=False))
-        ends.append(time.time())
+    # Both nodes are read at once, so that each one's end is timed when it comes.
+    ends, outs = [0.0, 0.0], ["", ""]
+
+    def wait(node: int) -> None:
+        outs[node] = finish(procs[f"crash{node}"], check=False)
+        ends[node] = time.time()
+
+    waiters = [threading.Thread(target=wait, args=(node,)) for node in (0, 1)]
+    for w in waiters:
+        w.start()
+    for w in waiters:
+        w.join()
     # Rank 1 fails with its traceback (a bug, not bad input), its torchrun with it; rank 0 names it in
-    # one line and its main() returns 1 (the harness then exits 0, so its torchrun does too).
+    # one line and its main() returns 1, so its process and its torchrun exit 1, as train.py's would
+    # (a torchrun whose process exits 0 waits at its exit barrier for the failed node, 300 s).
     failed = [i for i, o in enumerate(outs) if "RuntimeError: injected failure on rank 1 at epoch 2" in o]
-    assert len(failed) == 1 and procs[f"crash{failed[0]}"].returncode == 1, outs
+    assert len(failed) == 1 and [p.returncode for p in (procs["crash0"], procs["crash1"])] == [1, 1], outs
     survivor = outs[1 - failed[0]]
     # Reset or closed: how the peer's socket ended (a crash closes it, a kill resets it) is a race.
     assert re.search(r"^\[rank 0\] Error: rank 1 stopped \(connection (reset|closed)\) during epoch 2; rerun the "

@@ -12,6 +12,9 @@
   share one process group: it is shut down after the last.
 - HARNESS_FAIL="RANK:EPOCH:BATCH" makes that rank raise when it reaches that batch (0-based epoch
   and batch): a crash in the middle of a run.
+- HARNESS_EXIT_RC=1 makes the harness exit 1 when a main() returned non-zero, as train.py does: for
+  a launch of one process per node, where a torchrun agent whose process exits 0 waits up to 300 s
+  at torchrun's exit barrier for the agents of the other nodes, which a failed node never reaches.
 """
 import json
 import os
@@ -61,7 +64,7 @@ def main() -> int:
     rank = os.environ.get("RANK", "0")
     with open(record if rank == "0" else f"{record}.rank{rank}", "w") as f:
         json.dump({"losses": LOSSES, "rc": codes}, f)
-    return 0
+    return 1 if os.environ.get("HARNESS_EXIT_RC") == "1" and any(codes) else 0
 
 
 if __name__ == "__main__":
