@@ -164,14 +164,10 @@ class _RecomputedGroups(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, block: nn.Module, k_p: torch.Tensor, v_p: torch.Tensor, *groups: torch.Tensor):
-        out = groups[0].new_empty(sum(c.numel() for c in groups))
-        views, start = [], 0
-        for c in groups:
-            view = out[start:start + c.numel()].view(c.shape)
+        views = _views_like(groups)
+        for c, view in zip(groups, views):
             x, hidden = _group_hidden(block, k_p, v_p, c)
             torch.add(x, block.mlp.c_proj(hidden), out=view)
-            views.append(view)
-            start += c.numel()
         ctx.block = block
         ctx.autocast = _autocast_state(groups[0].device)
         ctx.save_for_backward(k_p, v_p, *groups)
@@ -182,16 +178,12 @@ class _RecomputedGroups(torch.autograd.Function):
         k_p, v_p, *groups = ctx.saved_tensors
         wants = ctx.needs_input_grad
         weight = ctx.block.mlp.c_proj.weight
-        grad_in = groups[0].new_empty(sum(c.numel() for c in groups)) if any(wants[3:]) else None
-        starts = [0]
-        for c in groups:
-            starts.append(starts[-1] + c.numel())
+        device_type, enabled, dtype = ctx.autocast
+        g_groups: List[Optional[torch.Tensor]] = _views_like(groups) if any(wants[3:]) else [None] * len(groups)
         g_k = g_v = None
-        g_groups: List[Optional[torch.Tensor]] = [None] * len(groups)
         # Last group first, as autograd reaches per-group nodes, so the prefix's gradients are summed
         # in the same order as without recomputation.
         for i in reversed(range(len(groups))):
-            device_type, enabled, dtype = ctx.autocast
             with torch.enable_grad(), torch.autocast(device_type, dtype=dtype, enabled=enabled):
                 k = k_p.detach().requires_grad_(wants[1])
                 v = v_p.detach().requires_grad_(wants[2])
@@ -200,20 +192,25 @@ class _RecomputedGroups(torch.autograd.Function):
                 grad = grads[i]
                 # d(x + c_proj(hidden)) / d hidden, as addmm's backward computes it.
                 g_hidden = (grad.reshape(-1, grad.shape[-1]) @ weight.to(grad.dtype)).view(hidden.shape)
-                asked = [t for t in (k, v, c) if t.requires_grad]
                 # backward, not autograd.grad: hooks that track modules (FlopCounterMode's) support
                 # only the former inside a backward.
-                torch.autograd.backward((x, hidden), (grad, g_hidden.to(hidden.dtype)), inputs=asked)
-                got = [t.grad for t in asked]
+                torch.autograd.backward((x, hidden), (grad, g_hidden.to(hidden.dtype)),
+                                        inputs=[t for t in (k, v, c) if t.requires_grad])
             if wants[1]:
-                g = got.pop(0)
-                g_k = g if g_k is None else g_k + g
+                g_k = k.grad if g_k is None else g_k + k.grad
             if wants[2]:
-                g = got.pop(0)
-                g_v = g if g_v is None else g_v + g
+                g_v = v.grad if g_v is None else g_v + v.grad
             if wants[3 + i]:
-                g_groups[i] = grad_in[starts[i]:starts[i + 1]].view(groups[i].shape).copy_(got.pop(0))
+                g_groups[i].copy_(c.grad)
+            else:
+                g_groups[i] = None
         return (None, g_k, g_v, *g_groups)
+
+
+def _views_like(tensors: Tuple[torch.Tensor, ...]) -> List[torch.Tensor]:
+    """Uninitialised tensors shaped as ``tensors``, views of one tensor holding them one after another."""
+    flat = tensors[0].new_empty(sum(t.numel() for t in tensors))
+    return [part.view(t.shape) for part, t in zip(flat.split([t.numel() for t in tensors]), tensors)]
 
 
 def _autocast_state(device: torch.device) -> Tuple[str, bool, torch.dtype]:
