@@ -55,7 +55,9 @@ class _QuickGELU(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         y = 1.702 * x
         ctx.save_for_backward(y)
-        return x * torch.sigmoid(y)
+        # sigmoid(y) * x in place of x * sigmoid(y): the same products (multiplication commutes), one
+        # hidden-sized tensor allocated fewer per block.
+        return torch.sigmoid(y).mul_(x)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
@@ -91,8 +93,17 @@ def run_block(block: nn.Module, x: torch.Tensor, mask: Optional[torch.Tensor]) -
     need (3 L N D floats written and read again per block, and as much again in backward)."""
     attn = block.attn
     q, k, v = _heads(attn, block.ln_1(x))
-    x = x + _attend(attn, q, k, v, mask)
-    return x + run_mlp(block, block.ln_2(x))
+    x = residual(x, _attend(attn, q, k, v, mask))
+    return residual(x, run_mlp(block, block.ln_2(x)))
+
+
+def residual(x: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
+    """x + update, written into ``update`` when it has the sum's dtype and shape: ``update`` is a
+    product's fresh output that nothing else holds (a frozen product's backward keeps no output), and
+    the sums are the same (addition commutes), with one residual-sized tensor fewer allocated per add."""
+    if update.dtype == torch.result_type(x, update) and update.shape == x.shape:
+        return update.add_(x)
+    return x + update
 
 
 def _heads(attn: nn.MultiheadAttention, h: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -118,8 +129,8 @@ def shared_prefix_part(block: nn.Module, prefix: torch.Tensor) -> Tuple[torch.Te
     the keys and values the groups attend to, [B, H, P, hd] each."""
     attn = block.attn
     q, k_p, v_p = _heads(attn, block.ln_1(prefix))  # [B, H, P, hd]
-    x = prefix + _attend(attn, q, k_p, v_p, causal_mask(prefix.shape[0], q.dtype, q.device))
-    return x + run_mlp(block, block.ln_2(x)), k_p, v_p
+    x = residual(prefix, _attend(attn, q, k_p, v_p, causal_mask(prefix.shape[0], q.dtype, q.device)))
+    return residual(x, run_mlp(block, block.ln_2(x))), k_p, v_p
 
 
 def _per_prompt(t: torch.Tensor, n: int) -> torch.Tensor:
@@ -138,7 +149,7 @@ def _group_hidden(block: nn.Module, k_p: torch.Tensor, v_p: torch.Tensor,
     n = c.shape[1]
     k = torch.cat([_per_prompt(k_p, n), k], dim=2)
     v = torch.cat([_per_prompt(v_p, n), v], dim=2)
-    x = c + _attend(attn, q, k, v, prefix_causal_mask(k_p.shape[2], c.shape[0], q.dtype, q.device))
+    x = residual(c, _attend(attn, q, k, v, prefix_causal_mask(k_p.shape[2], c.shape[0], q.dtype, q.device)))
     return x, mlp_hidden(block, block.ln_2(x))
 
 
@@ -147,7 +158,7 @@ def group_part(block: nn.Module, k_p: torch.Tensor, v_p: torch.Tensor, c: torch.
     b * Ng + j continues prefix b) attending to its prefix's keys and values k_p, v_p [B, H, P, hd],
     then causally to its own positions."""
     x, hidden = _group_hidden(block, k_p, v_p, c)
-    return x + block.mlp.c_proj(hidden)
+    return residual(x, block.mlp.c_proj(hidden))
 
 
 class _RecomputedGroups(torch.autograd.Function):
