@@ -39,7 +39,7 @@ from mmrl.demo.clip import MINI_SPEC, VIT_B16_SPEC, build_random_clip
 from mmrl.model.clip_loader import convert_weights
 from mmrl.model.coop import PromptCLIP
 from mmrl.model.maple import MaPLeCLIP
-from mmrl.model.memory import choose_recompute
+from mmrl.model.memory import choose_recompute, keep_freed_memory
 from mmrl.model.mmrl import RepresentationCLIP
 from mmrl.model import towers
 from mmrl.model.promptsrc import PromptSRCCLIP
@@ -167,6 +167,8 @@ def build(args: argparse.Namespace, device: torch.device, sharding=None):
     batch = dist.check_global_batch(args.batch_size, "--batch-size")
     model.recompute, args.recompute_why = choose_recompute(model, args.recompute, batch, args.prec, device,
                                                            args.memory_budget_gb)
+    if device.type == "cpu":
+        keep_freed_memory()  # as the trainers do on CPU
     cfg.OPTIM.NAME, cfg.OPTIM.LR = "adamw", 0.001
     optim = build_optimizer(model.learner, cfg.OPTIM)
     return model, optim, spec["image_resolution"]

@@ -16,7 +16,7 @@ from mmrl.dassl.optim import build_lr_scheduler, build_optimizer
 from mmrl.dassl.utils import distributed as dist
 from mmrl.model.checkpoint import (CHECKPOINT_FOLDERS, DEFAULT_SOURCE_DATASET, checkpoint_arch, create_model,
                                    read_learner)
-from mmrl.model.memory import choose_recompute
+from mmrl.model.memory import choose_recompute, keep_freed_memory
 from mmrl.model.mmrl import decoupled_inference
 from mmrl.model.representation import RepArch
 
@@ -120,6 +120,9 @@ class MMRL(CLIPTrainer):
                                                node.MEMORY_BUDGET_GB)
         self.model.recompute = self.recompute
         print(f"Recomputation {'on' if self.recompute else 'off'} (TRAINER.{self.variant}.RECOMPUTE {why})")
+        if self.device.type == "cpu":
+            # After the decision: its CPU budget is the resident size before any memory is kept.
+            print(f"Host memory: {keep_freed_memory()}")
         learner = self.model.learner
         n_trainable = sum(p.numel() for p in learner.parameters() if p.requires_grad)
         print(f"Trainable parameters: {n_trainable:,} (CLIP stays frozen)")
