@@ -185,6 +185,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def machine(device: torch.device) -> str:
+    """The processor and the kernels the fraction is measured with: it depends on both (how fast the
+    products run against the elementwise work and the memory), so rows of two machines differ."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    name = "unknown processor"
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    except OSError:
+        pass
+    blas = "MKL" if torch.backends.mkl.is_available() else "not MKL"
+    return (f"{name}, {os.cpu_count()} cores; torch {torch.__version__}, CPU kernels "
+            f"{torch.backends.cpu.get_cpu_capability()}, BLAS {blas}")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
@@ -193,6 +209,7 @@ def main(argv=None) -> int:
     print(f"trainer {args.trainer} ({args.spec}, random weights, {device}), batch {args.batch_size}, "
           f"{args.steps} timed steps; threads {torch.get_num_threads()}; load average "
           f"{os.getloadavg()[0]:.2f} at the start")
+    print(f"machine: {machine(device)}")
     for prec in args.precs:
         dtype = torch.bfloat16 if prec == "bf16" else torch.float32
         print(f"one 2048^3 product, {prec}: {square_rate(dtype, device):.0f} GFLOP/s")
